@@ -14,11 +14,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from raygan.errors import UsageError
+
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit code 2, nothing started or written."""
 
 
 # ----- argument types ---------------------------------------------------------------------------
@@ -247,6 +245,56 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_search_options(p: argparse.ArgumentParser, presets: dict[str, dict]) -> None:
+    """Options every strategy takes; preset-able ones default to None (filled by the preset)."""
+    p.add_argument(
+        "--preset",
+        choices=sorted(presets),
+        default="quick",
+        help="settings to start from (quick: a laptop in minutes; paper: published)",
+    )
+    p.add_argument("--out", help="experiment folder or URI (default: trials/<strategy>-<preset>)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the search saved in --out where it stopped"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        help="most trials at once (default: as many as resources allow)",
+    )
+    add_data_options(p)
+    add_eval_options(p)
+    add_resource_options(p)
+    p.set_defaults(eval_samples=None, max_images=None)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from raygan import strategies
+
+    module = strategies.available()[args.strategy]
+    strategies.apply_preset(args, module.PRESETS)
+    args.out = args.out or os.path.join("trials", f"{args.strategy}-{args.preset}")
+    return module.run(args)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from raygan import results, strategies
+
+    df = results.load(args.path)
+    if df.empty:
+        raise UsageError(f"no trial table with rows at {args.path}")
+    out_dir = args.plots or (args.path if "://" not in args.path else ".")
+    found = strategies.available()
+    for name, rows in df.groupby("strategy", sort=False):
+        if name in found:
+            print(found[name].analyze(rows.reset_index(drop=True), out_dir))
+        else:
+            cols = ["trial_id", "g_genotype", "d_genotype", "is", "fid", "g_params", "status"]
+            print(rows[cols].to_string(index=False))
+    return 0
+
+
 # ----- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -293,6 +341,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     add_eval_options(p)
     p.set_defaults(func=cmd_eval)
+
+    from raygan import strategies
+
+    p = sub.add_parser("search", help="run an architecture search")
+    methods = p.add_subparsers(dest="strategy", required=True)
+    for name, module in strategies.available().items():
+        m = methods.add_parser(name, help=module.HELP, description=module.HELP)
+        add_search_options(m, module.PRESETS)
+        module.add_arguments(m)
+        m.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("analyze", help="Pareto front, curves and plots from a trial table")
+    p.add_argument("path", help="experiment folder or its trials.parquet")
+    p.add_argument("--plots", help="folder for the PNG plots (default: the experiment folder)")
+    p.set_defaults(func=cmd_analyze)
     return parser
 
 

@@ -190,4 +190,6 @@ def load(path: str) -> pd.DataFrame:
 
 def extra(df: pd.DataFrame) -> pd.DataFrame:
     """The ``extra`` JSON column expanded into its own columns."""
-    return pd.json_normalize([json.loads(x) if isinstance(x, str) else {} for x in df["extra"]]).set_index(df.index)
+    return pd.json_normalize(
+        [json.loads(x) if isinstance(x, str) else {} for x in df["extra"]]
+    ).set_index(df.index)

@@ -8,8 +8,9 @@ experiment's trial table from the driver, so rows land in one place even on a cl
 A trial's config (flat, so Tune shows it) holds: ``g``/``d`` (canonical genotype strings),
 ``gf``, ``df``, ``bottom_width``, ``dataset``, ``data_root``, ``max_images``, the training
 budget (:class:`raygan.train.TrainConfig` fields), ``eval_samples``, ``extractor``,
-``inception_weights``, ``init_from`` (a checkpoint file whose G/D weights the trial inherits:
-a supernet's or another trial's), ``checkpoint_every`` and ``row`` (extra table columns).
+``inception_weights``, ``init_g`` / ``init_d`` (checkpoint files whose G / D weights the trial
+inherits: a supernet's or another trial's ``state.pt``; a supernet's holds every candidate, and
+the trial takes its own path's), ``checkpoint_every`` and ``row`` (extra table columns).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "eval_samples": 1_000,
     "extractor": "auto",
     "inception_weights": None,
-    "init_from": None,
+    "init_g": None,
+    "init_d": None,
     "checkpoint_every": 0,
     "row": {},
 }
@@ -75,12 +77,12 @@ def build_pair(config: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module
     return generator, discriminator
 
 
-def inherit_weights(trainer: GANTrainer, path: str) -> None:
-    """Start from another checkpoint's weights: a supernet's shared weights or a trial's."""
-    state = torch.load(path, map_location=trainer.device, weights_only=True)
-    for name, module in (("G", trainer.G), ("D", trainer.D)):
-        if name in state:
-            nn.inherit(module, state[name])
+def inherit_weights(trainer: GANTrainer, init_g: str | None, init_d: str | None) -> None:
+    """Start from other checkpoints' weights: a supernet's shared weights or a trial's."""
+    for key, path, module in (("G", init_g, trainer.G), ("D", init_d, trainer.D)):
+        if path:
+            state = torch.load(path, map_location=trainer.device, weights_only=True)
+            nn.inherit(module, state[key])
     trainer.G_ema.load_state_dict(trainer.G.state_dict())
 
 
@@ -128,15 +130,15 @@ def run_trial(config: dict[str, Any], report: Report, *, resume_dir: str | None 
         )
         trainer.load_state_dict(state)
         batches.load_state_dict(state["data"])
-    elif config["init_from"]:
-        inherit_weights(trainer, config["init_from"])
+    else:
+        inherit_weights(trainer, config["init_g"], config["init_d"])
 
     result: dict[str, Any] = {
         "g_params": nn.count_params(trainer.G),
         "d_params": nn.count_params(trainer.D),
         "resolution": resolution,
         "seed": cfg.seed,
-        "inherited_from": config["init_from"],
+        "inherited_from": config["init_g"],
     }
     every = config["checkpoint_every"] or cfg.steps
     train_wall = 0.0

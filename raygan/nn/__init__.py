@@ -1,0 +1,117 @@
+"""Torch modules for the three methods' search spaces: fixed networks and supernets alike.
+
+A network is found by its space's name. Built from a :class:`~raygan.spaces.Genotype` it is the
+fixed network of that architecture, with exactly its parameters; built from a space name it is
+the space's supernet, holding every candidate, whose forward takes a genotype (single path) or
+mixed-op weights (see :mod:`raygan.nn.arch`). A fixed network's state-dict keys are a subset of
+its supernet's, so :func:`inherit` hands a candidate the supernet's trained weights.
+
+Every generator has ``latent_dim`` and ``resolution`` (8 x bottom width) attributes and maps
+``z`` of shape (N, latent_dim) to images in [-1, 1] of shape (N, 3, resolution, resolution).
+Every discriminator maps images to logits of shape (N, 1).
+
+This package imports torch only (no Ray), so it runs anywhere the models do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from raygan import spaces
+from raygan.nn.arch import Arch, EdgeSpec, Searchable
+from raygan.nn.autogan import AutoGanDiscriminator, AutoGanGenerator
+from raygan.nn.nas_cell import NasCellGenerator
+from raygan.nn.nas_cell_d import AdversarialNasDiscriminator, EaganDiscriminator
+from raygan.nn.ops import DOWN_OPS, NORMAL_OPS, OP_LISTS, UP_OPS
+from raygan.spaces import Genotype
+
+__all__ = [
+    "DISCRIMINATORS",
+    "DOWN_OPS",
+    "GENERATORS",
+    "NORMAL_OPS",
+    "OP_LISTS",
+    "UP_OPS",
+    "Arch",
+    "EdgeSpec",
+    "Searchable",
+    "build_discriminator",
+    "build_generator",
+    "build_supernet",
+    "count_params",
+    "inherit",
+]
+
+GENERATORS: dict[str, type[Searchable]] = {
+    "autogan": AutoGanGenerator,
+    "nas_cell_g": NasCellGenerator,
+}
+"""Generator classes by space name: ``cls(genotype_or_None, *, width, bottom_width, **options)``."""
+
+DISCRIMINATORS: dict[str, type[Searchable]] = {
+    "autogan_d": AutoGanDiscriminator,
+    "eagan_d": EaganDiscriminator,
+    "adversarialnas_d": AdversarialNasDiscriminator,
+}
+"""Discriminator classes by space name: ``cls(genotype_or_None, *, width)``."""
+
+
+def _lookup(registry: dict[str, type[Searchable]], space: str, role: str) -> type[Searchable]:
+    try:
+        return registry[space]
+    except KeyError:
+        raise ValueError(
+            f"no {role} for space {space!r}; {role} spaces: {', '.join(sorted(registry))}"
+        ) from None
+
+
+def build_generator(
+    g: Genotype, *, width: int, bottom_width: int = 4, **options: Any
+) -> Searchable:
+    """The fixed generator of ``g`` with ``width`` channels throughout.
+
+    ``options`` go to the space's class (``nas_cell_g``: ``latent_chunks``).
+    """
+    cls = _lookup(GENERATORS, g.space, "generator")
+    return cls(g, width=width, bottom_width=bottom_width, **options)
+
+
+def build_discriminator(d: Genotype, *, width: int) -> Searchable:
+    """The fixed discriminator of ``d`` (``Genotype.parse("autogan_d:")`` for AutoGAN-D)."""
+    return _lookup(DISCRIMINATORS, d.space, "discriminator")(d, width=width)
+
+
+def build_supernet(
+    space_name: str, *, width: int, bottom_width: int = 4, **options: Any
+) -> Searchable:
+    """The supernet of a space: every candidate of every edge (``bottom_width``: G only)."""
+    role = spaces.get(space_name).role
+    if role == "generator":
+        cls = _lookup(GENERATORS, space_name, role)
+        return cls(None, width=width, bottom_width=bottom_width, **options)
+    return _lookup(DISCRIMINATORS, space_name, role)(None, width=width, **options)
+
+
+def count_params(module: nn.Module) -> int:
+    """Trainable parameters, as the papers count them (spectral-norm vectors are buffers)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def inherit(fixed: nn.Module, supernet: nn.Module) -> nn.Module:
+    """Load ``fixed`` with the supernet's weights (and buffers) for every one of its keys.
+
+    Raises ``KeyError`` naming keys the supernet lacks, ``ValueError`` on a shape mismatch:
+    either means the two were not built from the same space and widths.
+    """
+    source = supernet.state_dict()
+    target = fixed.state_dict()
+    missing = [k for k in target if k not in source]
+    if missing:
+        raise KeyError(f"supernet lacks {len(missing)} keys of the fixed network: {missing[:5]}")
+    wrong = [k for k in target if source[k].shape != target[k].shape]
+    if wrong:
+        raise ValueError(f"shapes differ between fixed network and supernet for {wrong[:5]}")
+    fixed.load_state_dict({k: source[k] for k in target})
+    return fixed

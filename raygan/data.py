@@ -1,0 +1,413 @@
+"""Datasets as uint8 image tensors, and the batch sampler the training loop draws from.
+
+Every dataset loads to one ``uint8`` tensor ``(N, 3, H, W)`` at the requested resolution,
+resized once here so that nothing is decoded or resized per step. ``DeviceBatches`` then keeps
+that tensor on the trial's device and draws batches from it with a seeded generator: a step
+costs one gather and one conversion to float, so data is never the bottleneck of a GAN step.
+
+Datasets, by registry name:
+
+- ``shapes`` (default): built-in procedural coloured shapes on plain or gradient backgrounds,
+  generated on the fly (no files, no download), deterministic by seed, any resolution, with a
+  class label per image (the shape type). It lets laptops and the test suite run the whole
+  pipeline offline, and raygan's own metric extractor is trained on it.
+- ``cifar10``: the 50,000 training images at 32 px, read by torchvision from a local root.
+- ``stl10``: ``train+unlabeled`` (105,000 images) resized to 48 px, as the papers use it.
+- ``folder``: every image under a directory (recursively), centre-cropped to a square and
+  resized.
+
+Real datasets are never downloaded unless the caller passes ``download=True``; a missing file
+raises :class:`DatasetMissing` naming what is expected where.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torchvision.datasets import CIFAR10, STL10
+
+
+class DatasetMissing(ValueError):
+    """A dataset's files are not where the loader looks for them."""
+
+
+def cache_dir() -> Path:
+    """raygan's cache root: ``$RAYGAN_CACHE``, else ``~/.cache/raygan``."""
+    return Path(os.environ.get("RAYGAN_CACHE") or Path.home() / ".cache" / "raygan").expanduser()
+
+
+def data_root() -> Path:
+    """Where real datasets are looked for by default: ``$RAYGAN_DATA``, else the cache's data/."""
+    return Path(os.environ.get("RAYGAN_DATA") or cache_dir() / "data").expanduser()
+
+
+def resize(images: torch.Tensor, resolution: int, chunk: int = 4096) -> torch.Tensor:
+    """Resize a uint8 batch to ``resolution`` square, antialiased, in chunks to bound memory.
+
+    Chunking keeps the float copy small: STL-10's 105k images at 96 px would need 11 GB as
+    one float tensor.
+    """
+    if images.shape[-2:] == (resolution, resolution):
+        return images.contiguous()
+    out = torch.empty((images.shape[0], 3, resolution, resolution), dtype=torch.uint8)
+    for start in range(0, images.shape[0], chunk):
+        x = images[start : start + chunk].float()
+        x = F.interpolate(
+            x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
+        )
+        out[start : start + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _subset(images: torch.Tensor, max_images: int | None, seed: int) -> torch.Tensor:
+    """A seeded random subset, so that a capped dataset still covers every class."""
+    if max_images is None or max_images >= images.shape[0]:
+        return images
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(images.shape[0], generator=g)[:max_images].sort().values
+    return images[keep]
+
+
+# --------------------------------------------------------------------------- shapes
+
+SHAPE_CLASSES = ("circle", "square", "triangle", "ring", "cross", "star", "crescent", "ellipse")
+SHAPES_DEFAULT_SIZE = 50_000
+SHAPE_FACTORS = 12
+_PIXELS_PER_CHUNK = 1 << 22
+
+
+class Shapes(NamedTuple):
+    """Images with what generated them: ``labels`` (shape index into ``SHAPE_CLASSES``) and
+    ``factors`` (N, SHAPE_FACTORS) floats in [0, 1]: centre x, y, size, shape RGB, background RGB at both
+    ends of the gradient. raygan's metric extractor learns both, so its features see colour
+    and layout, not just shape."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    factors: torch.Tensor
+
+
+def _polygon(u: torch.Tensor, v: torch.Tensor, sides: int, inradius: float) -> torch.Tensor:
+    angles = [math.pi / 2 + 2 * math.pi * i / sides for i in range(sides)]
+    return torch.stack([u * math.cos(a) + v * math.sin(a) for a in angles]).amax(0) - inradius
+
+
+def _shape_distance(k: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Approximate signed distance (negative inside) of shape ``k`` in its unit frame."""
+    r = torch.sqrt(u * u + v * v)
+    name = SHAPE_CLASSES[k]
+    if name == "circle":
+        return r - 0.9
+    if name == "square":
+        return torch.maximum(u.abs(), v.abs()) - 0.75
+    if name == "triangle":
+        return _polygon(u, v, 3, 0.55)
+    if name == "ring":
+        return (r - 0.7).abs() - 0.25
+    if name == "cross":
+        arm_a = torch.maximum(u.abs() - 0.95, v.abs() - 0.3)
+        arm_b = torch.maximum(u.abs() - 0.3, v.abs() - 0.95)
+        return torch.minimum(arm_a, arm_b)
+    if name == "star":
+        theta = torch.atan2(v, u) + math.pi / 2
+        tooth = ((theta * (5 / (2 * math.pi))) % 1.0 - 0.5).abs() * 2  # 1 at the 5 tips
+        return (r - (0.35 + 0.65 * tooth * tooth)) * 0.5
+    if name == "crescent":
+        bite = torch.sqrt((u - 0.45) ** 2 + (v - 0.2) ** 2)
+        return torch.maximum(r - 0.95, 0.75 - bite)
+    # ellipse: aspect 0.5, so it never passes for a circle
+    return (torch.sqrt(u * u + (v / 0.5) ** 2) - 1.0) * 0.5
+
+
+def make_shapes(n: int, resolution: int = 32, seed: int = 0) -> Shapes:
+    """Render ``n`` shape images at ``resolution`` px, deterministic in ``seed``.
+
+    All scene parameters are drawn up front from one seeded generator, so an image depends
+    only on (seed, n, index) and renders the same scene at any resolution. Rendering is
+    vectorised: one pass per shape class, in chunks of about 4M pixels.
+    """
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(len(SHAPE_CLASSES), (n,), generator=g)
+    centre = (torch.rand(n, 2, generator=g) - 0.5) * 0.6
+    size = 0.4 + 0.3 * torch.rand(n, generator=g)
+    angle = 2 * math.pi * torch.rand(n, generator=g)
+    bg_a = torch.rand(n, 3, generator=g)
+    gradient = torch.rand(n, generator=g) < 0.5
+    bg_b = torch.where(gradient[:, None], torch.rand(n, 3, generator=g), bg_a)
+    direction = 2 * math.pi * torch.rand(n, generator=g)
+    fg = torch.rand(n, 3, generator=g)
+    # keep the shape visible: move its colour away from the background's mean
+    too_close = (fg - (bg_a + bg_b) / 2).norm(dim=1) < 0.4
+    fg = torch.where(too_close[:, None], (fg + 0.5) % 1.0, fg)
+
+    # every per-pixel quantity is affine in the pixel grid: p = a * x + b * y + c per image
+    cos_a, sin_a = torch.cos(angle) / size, torch.sin(angle) / size
+    cx, cy = centre[:, 0], centre[:, 1]
+    u_abc = torch.stack([cos_a, sin_a, -(cx * cos_a + cy * sin_a)], 1)
+    v_abc = torch.stack([-sin_a, cos_a, cx * sin_a - cy * cos_a], 1)
+    t_abc = torch.stack(
+        [0.35 * torch.cos(direction), 0.35 * torch.sin(direction), 0.5 + 0 * size], 1
+    )
+    px_per_unit = size * (resolution / 2)
+
+    axis = (torch.arange(resolution, dtype=torch.float32) + 0.5) * (2 / resolution) - 1
+    xs, ys = axis[None, None, :], axis[None, :, None]
+    images = torch.empty((n, 3, resolution, resolution), dtype=torch.uint8)
+    chunk = max(1, _PIXELS_PER_CHUNK // (resolution * resolution))
+    for k in range(len(SHAPE_CLASSES)):
+        for idx in (labels == k).nonzero().squeeze(1).split(chunk):
+
+            def grid(abc: torch.Tensor, idx: torch.Tensor = idx) -> torch.Tensor:
+                a, b, c = abc[idx].T[:, :, None, None]
+                return a * xs + (b * ys + c)
+
+            d = _shape_distance(k, grid(u_abc), grid(v_abc))
+            # signed distance -> coverage, with a one-pixel soft edge for antialiasing
+            alpha = (0.5 - d * px_per_unit[idx, None, None]).clamp_(0, 1)[:, None]
+            t = grid(t_abc).clamp_(0, 1)[:, None]
+            a, b, f = (c[idx, :, None, None] for c in (bg_a, bg_b, fg))
+            img = torch.lerp(a + (b - a) * t, f, alpha)
+            images[idx] = img.mul_(255).round_().to(torch.uint8)
+    factors = torch.cat([centre + 0.5, ((size - 0.4) / 0.3)[:, None], fg, bg_a, bg_b], dim=1)
+    return Shapes(images, labels, factors)
+
+
+def _load_shapes(
+    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
+) -> torch.Tensor:
+    return make_shapes(max_images or SHAPES_DEFAULT_SIZE, resolution, seed).images
+
+
+# --------------------------------------------------------------------------- torchvision
+
+
+def _presence_checked(cls: type) -> type:
+    """``cls`` with its md5 sums blanked, so that torchvision checks files exist, not content.
+
+    torchvision md5-checks every file at every construction (2.6 GB for STL-10, at every
+    trial start). Downloads are still verified, by the archive checksum torchvision checks
+    when it fetches; a damaged file still fails loudly when it is parsed.
+    """
+    attrs: dict = {
+        "train_list": [[name, None] for name, _ in cls.train_list],
+        "test_list": [[name, None] for name, _ in cls.test_list],
+    }
+    if hasattr(cls, "meta"):
+        attrs["meta"] = {**cls.meta, "md5": None}
+    return type(f"PresenceChecked{cls.__name__}", (cls,), attrs)
+
+
+_CIFAR10 = _presence_checked(CIFAR10)
+_STL10 = _presence_checked(STL10)
+
+
+def _expected_files(cls: type) -> list[str]:
+    names = [name for name, _ in cls.train_list + cls.test_list]
+    meta = getattr(cls, "meta", None)
+    return [*names, meta["filename"]] if meta else names
+
+
+def _missing(root: Path | str, folder: str, names: list[str]) -> list[str]:
+    return [n for n in names if not (Path(root) / folder / n).is_file()]
+
+
+def _require(root: Path, cls: type, title: str, home: str, archive: str, download: bool) -> None:
+    missing = _missing(root, cls.base_folder, _expected_files(cls))
+    if missing and not download:
+        raise DatasetMissing(
+            f"{title} not found: expected {root / cls.base_folder}/{{{','.join(missing)}}}; "
+            f"extract {archive} from {home} into {root} (or set RAYGAN_DATA to where it is), "
+            f"or pass download=True"
+        )
+
+
+def _load_cifar10(
+    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
+) -> torch.Tensor:
+    root = Path(root or data_root())
+    _require(
+        root,
+        CIFAR10,
+        "CIFAR-10",
+        "https://www.cs.toronto.edu/~kriz/cifar.html",
+        CIFAR10.filename,
+        download,
+    )
+    ds = _CIFAR10(str(root), train=True, download=download)
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)
+    return resize(_subset(images, max_images, seed), resolution)
+
+
+def _load_stl10(
+    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
+) -> torch.Tensor:
+    root = Path(root or data_root())
+    _require(
+        root, STL10, "STL-10", "https://cs.stanford.edu/~acoates/stl10/", STL10.filename, download
+    )
+    ds = _STL10(str(root), split="train+unlabeled", download=download)
+    images = torch.from_numpy(ds.data)
+    return resize(_subset(images, max_images, seed), resolution)
+
+
+# --------------------------------------------------------------------------- image folder
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def _load_folder(
+    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
+) -> torch.Tensor:
+    """Decode once per file (images differ in size, so this step cannot be batched)."""
+    from PIL import Image, ImageOps
+
+    if root is None or not Path(root).is_dir():
+        raise DatasetMissing(f"folder dataset needs root=<a directory of images>; got {root}")
+    files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetMissing(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    if max_images is not None and max_images < len(files):
+        g = torch.Generator().manual_seed(seed)
+        files = [files[i] for i in sorted(torch.randperm(len(files), generator=g)[:max_images])]
+    images = torch.empty((len(files), 3, resolution, resolution), dtype=torch.uint8)
+    for i, path in enumerate(files):
+        with Image.open(path) as im:
+            fitted = ImageOps.fit(im.convert("RGB"), (resolution, resolution), Image.BICUBIC)
+        images[i] = (
+            torch.frombuffer(bytearray(fitted.tobytes()), dtype=torch.uint8)
+            .view(resolution, resolution, 3)
+            .permute(2, 0, 1)
+        )
+    return images
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    native_resolution: int
+    loader: Callable[[Path | None, int, int | None, int, bool], torch.Tensor]
+
+
+_REGISTRY: dict[str, _Dataset] = {
+    "shapes": _Dataset(32, _load_shapes),
+    "cifar10": _Dataset(32, _load_cifar10),
+    "stl10": _Dataset(48, _load_stl10),
+    "folder": _Dataset(32, _load_folder),
+}
+DATASETS: tuple[str, ...] = tuple(_REGISTRY)
+DEFAULT_DATASET = "shapes"
+
+
+def _entry(name: str) -> _Dataset:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return _REGISTRY[name]
+
+
+def native_resolution(name: str) -> int:
+    """The resolution a dataset is trained at by default (``folder`` has none: 32)."""
+    return _entry(name).native_resolution
+
+
+def load(
+    name: str = DEFAULT_DATASET,
+    *,
+    root: str | os.PathLike | None = None,
+    resolution: int | None = None,
+    max_images: int | None = None,
+    seed: int = 0,
+    download: bool = False,
+) -> torch.Tensor:
+    """Load dataset ``name`` as a uint8 tensor (N, 3, R, R).
+
+    ``resolution`` defaults to the dataset's native one. ``max_images`` keeps a random subset
+    chosen by ``seed`` (for ``shapes`` it is the number generated, default 50,000; ``seed``
+    also picks the images). ``root`` defaults to :func:`data_root`; ``folder`` requires it.
+    """
+    entry = _entry(name)
+    resolution = resolution or entry.native_resolution
+    if resolution < 1 or (max_images is not None and max_images < 1):
+        raise ValueError(f"resolution and max_images must be positive: {resolution}, {max_images}")
+    return entry.loader(Path(root) if root else None, resolution, max_images, seed, download)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+class DeviceBatches:
+    """Training batches drawn from a uint8 image tensor held on the trial's device.
+
+    The images move to ``device`` once; each :meth:`sample` gathers indices on the device and
+    converts only that batch to float in [-1, 1]. Batches walk through seeded random
+    permutations (every image once per epoch), so a run is reproducible from ``seed``.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        device: str | torch.device = "cpu",
+        *,
+        seed: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(
+                f"expected uint8 images (N, 3, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.channels_last = channels_last
+        self._gen = torch.Generator(device=self.device).manual_seed(seed)
+        self._order = self._permutation()
+        self._pos = 0
+        self._drawn = 0
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def epoch(self) -> float:
+        """Images drawn so far, in passes over the dataset."""
+        return self._drawn / len(self)
+
+    def _permutation(self) -> torch.Tensor:
+        return torch.randperm(len(self), generator=self._gen, device=self.device)
+
+    def _indices(self, batch_size: int) -> torch.Tensor:
+        parts, need = [], batch_size
+        while need:
+            if self._pos == len(self):
+                self._order, self._pos = self._permutation(), 0
+            take = min(need, len(self) - self._pos)
+            parts.append(self._order[self._pos : self._pos + take])
+            self._pos += take
+            need -= take
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def state_dict(self) -> dict[str, object]:
+        """Where the sampler stands (RNG, permutation, position): resuming replays exactly."""
+        return {"rng": self._gen.get_state(), "order": self._order.cpu(), "pos": self._pos,
+                "drawn": self._drawn}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self._gen.set_state(state["rng"])
+        self._order = state["order"].to(self.device)
+        self._pos = int(state["pos"])
+        self._drawn = int(state["drawn"])
+
+    def sample(self, batch_size: int) -> torch.Tensor:
+        """A float batch (B, 3, H, W) in [-1, 1] on the device."""
+        x = self.images.index_select(0, self._indices(batch_size))
+        self._drawn += batch_size
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x.float().mul_(2 / 255).sub_(1)

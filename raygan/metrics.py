@@ -1,0 +1,502 @@
+"""IS, FID and KID of a generator, computed by torch-fidelity, offline when it has to be.
+
+:func:`evaluate` hands the generator itself to ``torch_fidelity.calculate_metrics`` (no
+images on disk) and compares it with a :class:`Reference`, the real data, whose features and
+statistics are computed once per (dataset, resolution, image count, extractor) and cached
+under the raygan cache (``$RAYGAN_CACHE``, default ``~/.cache/raygan``), never per trial.
+
+Two feature extractors are registered (``EXTRACTORS``):
+
+- ``inception-v3-compat``: torch-fidelity's InceptionV3, the standard; its numbers are
+  comparable with the papers'. Used when its weights are on this machine: the file given as
+  ``inception_weights=`` or ``$RAYGAN_INCEPTION_WEIGHTS``, or the copy torch-fidelity
+  downloaded before into the torch hub cache. Asked for by name without a local file,
+  torch-fidelity downloads it.
+- ``raygan-shapes-v1``: raygan's own, for machines without those weights (an offline laptop,
+  the test suite). A small CNN (four conv-BN-ReLU layers, 32 px input) trained on the
+  built-in ``shapes`` dataset to classify the shape and regress every generating factor
+  (position, size, colours), so that its 128-d pooled features, used for FID and KID, see
+  colour and layout as well as shape; its 8 class logits give the Inception Score (at most
+  8). Training is deterministic (fixed seeds, fixed data, CPU) and takes well under a
+  minute on two cores; it happens on first use and the weights are cached, keyed by
+  version. Its numbers are NOT comparable with Inception numbers, nor with the papers.
+
+``extractor="auto"`` picks Inception when its weights are present, else raygan's own. Every
+result records the extractor and the sample count, so numbers from different extractors
+are never compared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torch_fidelity
+from torch import nn
+from torch.utils.data import Dataset
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils_torch import torch_atomic_save
+
+from raygan import data
+
+INCEPTION = "inception-v3-compat"
+SHAPES_EXTRACTOR = "raygan-shapes-v1"
+AUTO = "auto"
+ISC_SPLITS = 10
+KID_SUBSET_SIZE = 1000
+
+# --------------------------------------------------------------------------- own extractor
+
+
+class ShapesNet(nn.Module):
+    """The network behind ``raygan-shapes-v1``: float images in [-1, 1] at 32 px in;
+    128-d features, shape-class logits and generating-factor estimates out."""
+
+    INPUT_SIZE = 32
+    FEATURE_DIM = 128
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in, c_out, stride in ((3, 32, 1), (32, 64, 2), (64, 128, 2), (128, 128, 2)):
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+        self.trunk = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classes = nn.Linear(self.FEATURE_DIM, len(data.SHAPE_CLASSES))
+        self.factors = nn.Linear(self.FEATURE_DIM, data.SHAPE_FACTORS)
+
+    @classmethod
+    def prepare(cls, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images of any size -> float in [-1, 1] at the network's 32 px."""
+        x = images.float()
+        if x.shape[-2:] != (cls.INPUT_SIZE, cls.INPUT_SIZE):
+            size = (cls.INPUT_SIZE, cls.INPUT_SIZE)
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        return x.div_(127.5).sub_(1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features = self.trunk(x)
+        return features, self.classes(features), self.factors(features)
+
+
+TRAIN_STEPS = 600
+TRAIN_BATCH = 128
+TRAIN_IMAGES = 20_000
+TRAIN_SEED = 20_240_601
+
+
+def train_shapes_net(steps: int = TRAIN_STEPS, seed: int = TRAIN_SEED) -> ShapesNet:
+    """Train :class:`ShapesNet` from scratch, deterministically, on the CPU.
+
+    Everything random (initial weights, data, batch order) comes from ``seed``, and the CPU
+    is used even where a GPU is present, so that the same version trains the same weights.
+    A quarter of the images are rendered at 16 px and a quarter at 64 px, then brought to
+    32 px like any input, so that the features hold for generators at other resolutions.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = ShapesNet()
+    quarter = TRAIN_IMAGES // 4
+    parts = [
+        data.make_shapes(2 * quarter, 32, seed),
+        data.make_shapes(quarter, 16, seed + 1),
+        data.make_shapes(quarter, 64, seed + 2),
+    ]
+    images = torch.cat([ShapesNet.prepare(p.images) for p in parts])
+    labels = torch.cat([p.labels for p in parts])
+    factors = torch.cat([p.factors for p in parts])
+
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps))
+    )
+    net.train()
+    for _ in range(steps):
+        idx = torch.randint(images.shape[0], (TRAIN_BATCH,), generator=g)
+        _, logits, predicted = net(images[idx])
+        loss = F.cross_entropy(logits, labels[idx]) + 10 * F.mse_loss(predicted, factors[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net.eval()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Serialise one-off work (training, reference statistics) among processes on a host."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shapes_extractor_weights(cache_dir: Path | None = None) -> Path:
+    """Path of the ``raygan-shapes-v1`` weights, training them on first use."""
+    path = Path(cache_dir or data.cache_dir()) / "extractors" / f"{SHAPES_EXTRACTOR}.pt"
+    if not path.is_file():
+        with _file_lock(path.with_suffix(".lock")):
+            if not path.is_file():
+                torch_atomic_save(train_shapes_net().state_dict(), str(path))
+    return path
+
+
+class ShapesFeatureExtractor(FeatureExtractorBase):
+    """``raygan-shapes-v1`` as torch-fidelity sees it: uint8 images in, the requested
+    features out ("128" for FID/KID, "logits" for the Inception Score)."""
+
+    FEATURES = (str(ShapesNet.FEATURE_DIM), "logits")
+
+    def __init__(
+        self,
+        name: str,
+        features_list: list[str],
+        feature_extractor_weights_path: str | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(name, features_list)
+        self.net = ShapesNet()
+        path = feature_extractor_weights_path or shapes_extractor_weights()
+        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.requires_grad_(False)
+        self.eval()
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return ShapesFeatureExtractor.FEATURES
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return "logits" if metric == "isc" else str(ShapesNet.FEATURE_DIM)
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features, logits, _ = self.net(ShapesNet.prepare(images))
+        named = dict(zip(self.FEATURES, (features, logits), strict=True))
+        return tuple(named[name] for name in self.features_list)
+
+
+if SHAPES_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+    torch_fidelity.register_feature_extractor(SHAPES_EXTRACTOR, ShapesFeatureExtractor)
+
+# --------------------------------------------------------------------------- extractor choice
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """A resolved feature extractor: its torch-fidelity name and local weights file
+    (``None``: torch-fidelity downloads its own)."""
+
+    name: str
+    weights: Path | None
+
+    @property
+    def tag(self) -> str:
+        """Identifies the weights in cache keys, so changed weights never reuse statistics."""
+        return _file_digest(self.weights) if self.weights else "download"
+
+
+def _inception_weights(explicit: str | os.PathLike | None) -> Path | None:
+    given = explicit or os.environ.get("RAYGAN_INCEPTION_WEIGHTS")
+    if given:
+        if not Path(given).is_file():
+            raise FileNotFoundError(f"Inception weights not found: {given}")
+        return Path(given)
+    hub_copy = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(URL_INCEPTION_V3)
+    return hub_copy if hub_copy.is_file() else None
+
+
+_WEIGHTS: dict[str, Callable[[str | os.PathLike | None, Path], Path | None]] = {
+    INCEPTION: lambda explicit, cache: _inception_weights(explicit),
+    SHAPES_EXTRACTOR: lambda explicit, cache: shapes_extractor_weights(cache),
+}
+EXTRACTORS: tuple[str, ...] = (AUTO, *_WEIGHTS)
+
+
+def resolve_extractor(
+    extractor: str = AUTO,
+    *,
+    inception_weights: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Extractor:
+    """Turn an extractor choice into a name and a weights file.
+
+    A search should resolve ``auto`` once and pass the result's name to every trial, so that
+    workers with and without Inception weights never mix extractors in one search.
+    """
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"unknown extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
+    cache = Path(cache_dir or data.cache_dir())
+    if extractor == AUTO:
+        extractor = INCEPTION if _inception_weights(inception_weights) else SHAPES_EXTRACTOR
+    return Extractor(extractor, _WEIGHTS[extractor](inception_weights, cache))
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+# --------------------------------------------------------------------------- reference data
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The real images a generator is compared with.
+
+    By default they come from :func:`raygan.data.load` (``dataset``, ``resolution``,
+    ``num_images`` as ``max_images``, ``root``, ``seed``); ``images`` overrides that with a
+    uint8 tensor (N, 3, R, R) or a callable returning one. They are loaded only when their
+    statistics are not cached yet. :attr:`key` is the cache identity: give custom images a
+    ``dataset`` name of their own.
+    """
+
+    dataset: str
+    resolution: int
+    num_images: int | None = None
+    root: str | None = None
+    seed: int = 0
+    images: torch.Tensor | Callable[[], torch.Tensor] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    @property
+    def key(self) -> str:
+        count = self.num_images or "all"
+        where = (
+            f"-root{hashlib.sha256(str(self.root).encode()).hexdigest()[:8]}" if self.root else ""
+        )
+        return f"{self.dataset}-{self.resolution}px-{count}-seed{self.seed}{where}"
+
+    def load(self) -> torch.Tensor:
+        if self.images is None:
+            images = data.load(
+                self.dataset,
+                root=self.root,
+                resolution=self.resolution,
+                max_images=self.num_images,
+                seed=self.seed,
+            )
+        else:
+            images = self.images() if callable(self.images) else self.images
+        expected = (3, self.resolution, self.resolution)
+        if images.dtype != torch.uint8 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"reference {self.key}: expected uint8 (N, {', '.join(map(str, expected))}), "
+                f"got {images.dtype} {tuple(images.shape)}"
+            )
+        return images
+
+
+class _Images(Dataset):
+    """A uint8 image tensor as the Dataset torch-fidelity reads, loaded on first access so
+    that a cache hit never loads the real data."""
+
+    def __init__(self, source: Reference | torch.Tensor) -> None:
+        self._source = source
+
+    @functools.cached_property
+    def images(self) -> torch.Tensor:
+        return self._source.load() if isinstance(self._source, Reference) else self._source
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+@dataclass(frozen=True)
+class ReferenceStats:
+    """What is known about a cached reference: its torch-fidelity cache name, how many images
+    it holds, and their own Inception Score under the extractor (the ceiling to aim for)."""
+
+    cache_name: str
+    num_images: int
+    inception_score: float
+
+
+def _fidelity_options(
+    extractor: Extractor, device: torch.device, batch_size: int, cache_dir: Path, seed: int
+) -> dict:
+    return {
+        "feature_extractor": extractor.name,
+        "feature_extractor_weights_path": str(extractor.weights) if extractor.weights else None,
+        "cuda": device.type == "cuda",
+        "batch_size": batch_size,
+        "cache_root": str(cache_dir / "fidelity"),
+        "rng_seed": seed,
+        "isc_splits": ISC_SPLITS,
+        "save_cpu_ram": True,  # in-memory tensors: DataLoader worker processes only cost
+        "verbose": False,
+    }
+
+
+def _on(device: torch.device) -> contextlib.AbstractContextManager:
+    """torch-fidelity moves work to the *current* CUDA device; make that ours."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def reference_statistics(
+    reference: Reference,
+    extractor: Extractor,
+    *,
+    batch_size: int = 100,
+    device: str | torch.device = "cpu",
+    cache_dir: str | os.PathLike | None = None,
+) -> ReferenceStats:
+    """Compute and cache the reference's features and FID statistics, once.
+
+    The first caller on a host computes them under a file lock; every later call (any trial,
+    any process) reads the small record written at the end and touches no image.
+    """
+    cache = Path(cache_dir or data.cache_dir())
+    cache_name = f"raygan-{reference.key}-{extractor.tag}"
+    record = cache / "references" / f"{cache_name}-{extractor.name}.json"
+    if not record.is_file():
+        with _file_lock(record.with_suffix(".lock")):
+            if not record.is_file():
+                device = torch.device(device)
+                real = _Images(reference.load())
+                with _on(device):
+                    result = torch_fidelity.calculate_metrics(
+                        input1=real,
+                        input1_cache_name=cache_name,
+                        input2=real,
+                        input2_cache_name=cache_name,
+                        isc=True,
+                        fid=True,
+                        **_fidelity_options(extractor, device, batch_size, cache, seed=0),
+                    )
+                info = {
+                    "cache_name": cache_name,
+                    "num_images": len(real),
+                    "inception_score": result[torch_fidelity.KEY_METRIC_ISC_MEAN],
+                }
+                tmp = record.with_suffix(".tmp")
+                tmp.write_text(json.dumps(info))
+                tmp.replace(record)
+    return ReferenceStats(**json.loads(record.read_text()))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class _Uint8Output(nn.Module):
+    """A generator's [-1, 1] output as the uint8 images torch-fidelity expects."""
+
+    def __init__(self, generator: nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.generator = generator
+        self.device = device
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.generator(z.to(self.device)).float()
+        return x.add(1).mul_(127.5).add_(0.5).clamp_(0, 255).to(torch.uint8)
+
+
+def evaluate(
+    generator: nn.Module,
+    *,
+    reference: str | Reference,
+    num_samples: int,
+    extractor: str = AUTO,
+    batch_size: int = 100,
+    device: str | torch.device | None = None,
+    kid: bool = False,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    inception_weights: str | os.PathLike | None = None,
+) -> dict:
+    """IS, FID (and KID) of ``generator`` against ``reference``, from ``num_samples`` samples.
+
+    ``generator`` has ``latent_dim`` and ``resolution`` and maps N(0, 1) noise to images in
+    [-1, 1]. ``reference`` is a :class:`Reference` or a dataset name (at the generator's
+    resolution). ``device`` defaults to the generator's; ``seed`` fixes the noise, the IS
+    splits and the KID subsets. The generator's train/eval mode is restored afterwards.
+
+    Returns ``is``, ``is_std``, ``fid`` (``kid``, ``kid_std`` when asked), ``extractor``,
+    ``num_samples``, ``reference`` (its cache key) and ``reference_images``.
+    """
+    if isinstance(reference, str):
+        reference = Reference(reference, generator.resolution)
+    if reference.resolution != generator.resolution:
+        raise ValueError(
+            f"generator makes {generator.resolution} px images but the reference "
+            f"{reference.key} is {reference.resolution} px"
+        )
+    if num_samples < ISC_SPLITS:
+        raise ValueError(
+            f"num_samples must be at least {ISC_SPLITS} (IS splits), got {num_samples}"
+        )
+    cache = Path(cache_dir or data.cache_dir())
+    chosen = resolve_extractor(extractor, inception_weights=inception_weights, cache_dir=cache)
+    device = torch.device(device) if device else next(generator.parameters()).device
+    stats = reference_statistics(
+        reference, chosen, batch_size=batch_size, device=device, cache_dir=cache
+    )
+    model = torch_fidelity.GenerativeModelModuleWrapper(
+        _Uint8Output(generator, device), generator.latent_dim, "normal", 0
+    )
+    was_training = generator.training
+    try:
+        with _on(device):
+            result = torch_fidelity.calculate_metrics(
+                input1=model,
+                input1_model_num_samples=num_samples,
+                input2=_Images(reference),
+                input2_cache_name=stats.cache_name,
+                isc=True,
+                fid=True,
+                kid=kid,
+                kid_subset_size=min(KID_SUBSET_SIZE, num_samples, stats.num_images),
+                **_fidelity_options(chosen, device, batch_size, cache, seed),
+            )
+    finally:
+        generator.train(was_training)
+    out = {
+        "is": result[torch_fidelity.KEY_METRIC_ISC_MEAN],
+        "is_std": result[torch_fidelity.KEY_METRIC_ISC_STD],
+        "fid": result[torch_fidelity.KEY_METRIC_FID],
+    }
+    if kid:
+        out["kid"] = result[torch_fidelity.KEY_METRIC_KID_MEAN]
+        out["kid_std"] = result[torch_fidelity.KEY_METRIC_KID_STD]
+    return {
+        **out,
+        "extractor": chosen.name,
+        "num_samples": num_samples,
+        "reference": reference.key,
+        "reference_images": stats.num_images,
+    }

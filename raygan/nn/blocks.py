@@ -1,0 +1,66 @@
+"""Fixed building blocks shared by several networks: the generator head, the residual
+discriminator blocks of SNGAN/AutoGAN-D, and the discriminator tail."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raygan.nn.layers import batch_norm, conv2d, linear
+
+
+def to_rgb(channels: int) -> nn.Sequential:
+    """Every generator's head: BN -> ReLU -> conv3x3 -> tanh, so images lie in [-1, 1]."""
+    return nn.Sequential(batch_norm(channels), nn.ReLU(), conv2d(channels, 3, 3), nn.Tanh())
+
+
+class OptimizedDisBlock(nn.Module):
+    """First discriminator block: conv -> ReLU -> conv -> avg-pool, plus a pooled 1x1 shortcut.
+
+    It has no leading ReLU (its input is the image). Spectral norm on every conv.
+    """
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.c1 = conv2d(c_in, c_out, 3, sn=True)
+        self.c2 = conv2d(c_out, c_out, 3, sn=True)
+        self.c_sc = conv2d(c_in, c_out, 1, sn=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.avg_pool2d(self.c2(F.relu(self.c1(x))), 2)
+        return h + self.c_sc(F.avg_pool2d(x, 2))
+
+
+class DisBlock(nn.Module):
+    """Residual block: ReLU -> conv -> ReLU -> conv [-> avg-pool], plus a shortcut.
+
+    The shortcut is a (pooled) 1x1 conv when the block downsamples or changes width, the
+    identity otherwise, as in SNGAN and AutoGAN-D. Spectral norm on every conv.
+    """
+
+    def __init__(self, c_in: int, c_out: int, *, downsample: bool) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.c1 = conv2d(c_in, c_in, 3, sn=True)
+        self.c2 = conv2d(c_in, c_out, 3, sn=True)
+        self.c_sc = conv2d(c_in, c_out, 1, sn=True) if downsample or c_in != c_out else None
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, 2) if self.downsample else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self._pool(self.c2(F.relu(self.c1(F.relu(x)))))
+        shortcut = x if self.c_sc is None else self._pool(self.c_sc(x))
+        return h + shortcut
+
+
+class DisTail(nn.Module):
+    """Every discriminator's tail: ReLU -> global *sum* pool -> spectral-norm Linear(ch, 1)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.fc = linear(channels, 1, bias=False, sn=True)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(h).sum(dim=(2, 3)))

@@ -1,0 +1,101 @@
+"""PNG plots for ``raygan analyze`` (matplotlib, from the ``plot`` extra).
+
+Each function writes one PNG and returns the list of paths written: empty, with a note on
+stderr, when matplotlib is not installed, so analysis text never depends on plotting.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import pandas as pd
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("raygan: no plots (pip install 'raygan[plot]' for matplotlib)", file=sys.stderr)
+        return None
+    return plt
+
+
+def _save(fig, path: str) -> list[str]:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    fig.clf()
+    return [path]
+
+
+def scatter(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    path: str,
+    *,
+    color: str | None = None,
+    highlight: pd.DataFrame | None = None,
+    title: str = "",
+    invert_x: bool = False,
+) -> list[str]:
+    """``y`` against ``x``, coloured by ``color``; ``highlight`` rows ringed and joined."""
+    plt = _pyplot()
+    if plt is None or df.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    points = ax.scatter(
+        df[x], df[y], c=df[color] if color else None, cmap="viridis", s=28, alpha=0.8
+    )
+    if color:
+        fig.colorbar(points, ax=ax, label=color)
+    if highlight is not None and not highlight.empty:
+        h = highlight.sort_values(x)
+        ax.plot(
+            h[x],
+            h[y],
+            "o-",
+            mfc="none",
+            mec="crimson",
+            color="crimson",
+            ms=10,
+            label="Pareto front",
+        )
+        ax.legend()
+    if invert_x:
+        ax.invert_xaxis()
+    ax.set(xlabel=x, ylabel=y, title=title)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def line(
+    df: pd.DataFrame,
+    x: str,
+    ys: str | Sequence[str],
+    path: str,
+    *,
+    title: str = "",
+    group: str | None = None,
+) -> list[str]:
+    """One line per ``ys`` column (or per ``group`` value) against ``x``."""
+    plt = _pyplot()
+    if plt is None or df.empty:
+        return []
+    ys = [ys] if isinstance(ys, str) else list(ys)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    groups = df.groupby(group) if group else [(None, df)]
+    for key, part in groups:
+        for y in ys:
+            label = " ".join(str(v) for v in (f"{group} {key}" if group else None, y) if v)
+            ax.plot(part[x], part[y], marker="o", ms=3, label=label)
+    ax.set(xlabel=x, ylabel=ys[0] if len(ys) == 1 else "", title=title)
+    ax.grid(alpha=0.3)
+    if group or len(ys) > 1:
+        ax.legend(fontsize=8)
+    return _save(fig, path)

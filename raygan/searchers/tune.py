@@ -1,0 +1,50 @@
+"""Ray Tune searchers for raygan's search algorithms.
+
+Each class here is a thin :class:`~raygan.searchers.base.AskTellSearcher` around one plain
+ask/tell algorithm: the algorithm owns the search, the adapter owns the Tune protocol
+(suggest, on_trial_complete, save/restore for ``Tuner.restore``). Metrics and modes come
+from the algorithm, so ``TuneConfig`` needs neither; keep ``num_samples=-1`` (or large) and let
+the searcher end the run. A sketch::
+
+    searcher = NSGA2Searcher("nas_cell_g", population_size=32, generations=19,
+                             metrics=["is", "fid"], modes=["max", "min"], seed=0)
+    tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1))
+
+Read the search's own records (``history()``, ``front()``) from ``searcher.algorithm``, or,
+after the run, from the experiment directory with ``restore_from_dir``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from raygan.searchers.base import AskTellSearcher
+from raygan.searchers.nsga2 import NSGA2
+from raygan.spaces import Space
+
+
+class NSGA2Searcher(AskTellSearcher):
+    """EAGAN's NSGA-II under Tune: each trial evaluates one individual of one generation.
+
+    Pass an :class:`~raygan.searchers.nsga2.NSGA2`, or the space and the keyword arguments of
+    ``NSGA2``. The trial config holds the genotype string under ``config_key`` ("genotype"),
+    plus ``generation``, ``individual`` and ``parents``; ``config`` (and Tune's
+    ``param_space``) adds fixed fields such as a training budget. A trial that errors, or
+    reports a missing or non-finite objective, is a failed (dominated) individual.
+    """
+
+    def __init__(
+        self,
+        space: NSGA2 | Space | str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        **nsga2_kwargs: Any,
+    ):
+        if isinstance(space, NSGA2):
+            if nsga2_kwargs:
+                raise TypeError(f"NSGA2Searcher got an NSGA2 and its arguments {nsga2_kwargs}")
+            algorithm = space
+        else:
+            algorithm = NSGA2(space, **nsga2_kwargs)
+        super().__init__(algorithm, config=config)

@@ -1,0 +1,597 @@
+"""EAGAN (Ying et al., ECCV 2022): two-stage NSGA-II search of G, then D, on Ray.
+
+Stage 1 (many-to-one): a population of generators shares one supernet's weights, trained
+against one fixed discriminator. Each generation: a shared-weights round as a Ray Train job
+(every minibatch trains one member's path, drawn uniformly), then every member is scored in
+parallel as a Tune trial that inherits its path's weights (optionally fine-tuning), then
+NSGA-II keeps P/2 and refills with children. Objectives: IS (max), FID (min), G params (min).
+
+Stage 2 (one-to-one with weight resetting): P copies of the best generator G*, starting from
+its stage-1 weights, each paired with a candidate discriminator. Each Tune trial trains its
+own pair for the round's budget; after every generation the best pair's G weights become
+every next trial's starting G. A surviving candidate D continues from its own weights; a new
+one starts fresh. Objectives: IS (max), FID (min), D params (min).
+
+Parallel execution departs from the paper's sequential schedule in two places (README says
+so too): the paper interleaves all pairs batch by batch within a round, here each pair trains
+its share of the round's budget in its own trial at the same time; and stage-1 candidates are
+scored by independent trials after the shared round instead of inside it.
+
+Final pick per stage: in the last generation's Pareto front (rank 0, status ok), the member
+with the lowest FID; ties go to the higher IS, then fewer parameters. It is written as a
+genotype file (``stage1_best.yaml``, ``stage2_best.yaml`` = ``best.yaml``) at the published
+widths, which ``raygan train --genotype-file`` accepts.
+
+Resuming: the driver saves its state (stage, generation, NSGA-II population, checkpoints) at
+every generation boundary; a generation interrupted mid-way is resumed with ``Tuner.restore``,
+which keeps finished trials and re-runs only unfinished ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import os
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raygan import results, spaces
+from raygan.errors import UsageError
+from raygan.searchers.base import AskTell, Suggestion
+from raygan.searchers.nsga2 import NSGA2
+
+HELP = "EAGAN: two-stage NSGA-II evolution of G (shared supernet), then D (weight resetting)"
+
+# Budgets are in generator steps. The paper counts epochs of CIFAR-10 (50,000 images): one
+# epoch is 50,000 / d_batch discriminator steps, i.e. 50,000 / (d_batch * n_critic) G steps.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "population": 6,
+        "generations": 3,
+        "gf": 32,
+        "df": 32,
+        "final_gf": 256,
+        "final_df": 128,
+        "g_batch": 32,
+        "d_batch": 32,
+        "warmup_steps": 150,
+        "round_steps": 60,
+        "finetune_steps": 0,
+        "s1_n_critic": 1,
+        "s1_d_lr": 4e-5,
+        "s2_steps": 40,
+        "s2_n_critic": 5,
+        "eval_samples": 500,
+        "max_images": 4000,
+        "workers": 2,
+        "dataset": "shapes",
+    },
+    "paper": {
+        "population": 32,
+        "generations": 18,
+        "gf": 256,
+        "df": 128,
+        "final_gf": 256,
+        "final_df": 128,
+        "g_batch": 128,
+        "d_batch": 64,
+        "warmup_steps": 50 * 781,
+        "round_steps": 10 * 781,
+        "finetune_steps": 0,
+        "s1_n_critic": 1,
+        "s1_d_lr": 4e-5,
+        "s2_steps": 10 * 156,
+        "s2_n_critic": 5,
+        "eval_samples": 5000,
+        "max_images": 50_000,
+        "workers": 1,
+        "dataset": "cifar10",
+    },
+}
+
+STAGE1_D = "autogan_d:"
+"""Stage 1's single fixed discriminator: the paper's AutoGAN-D (not the reference code's
+small conv/BN D, METHODS.md)."""
+
+OBJECTIVES = {1: ("is", "fid", "g_params"), 2: ("is", "fid", "d_params")}
+MODES = ("max", "min", "min")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--population", type=int, help="P, individuals per generation (even)")
+    p.add_argument("--generations", type=int, help="generations per stage, after the first")
+    p.add_argument("--gf", type=int, help="generator width during search")
+    p.add_argument("--df", type=int, help="discriminator width during search")
+    p.add_argument("--warmup-steps", type=int, help="stage-1 supernet warm-up (G steps)")
+    p.add_argument("--round-steps", type=int, help="stage-1 supernet steps per generation")
+    p.add_argument("--finetune-steps", type=int, help="steps each stage-1 candidate fine-tunes")
+    p.add_argument("--s2-steps", type=int, help="stage-2 steps each pair trains per generation")
+    p.add_argument("--workers", type=int, help="Ray Train workers for the supernet rounds")
+    p.add_argument(
+        "--stages",
+        default="1,2",
+        choices=["1,2", "1", "2"],
+        help="run both stages (default) or one",
+    )
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Every problem in the spec, before Ray starts."""
+    positive = [
+        "population",
+        "generations",
+        "gf",
+        "df",
+        "g_batch",
+        "d_batch",
+        "round_steps",
+        "s2_steps",
+        "workers",
+        "eval_samples",
+        "max_images",
+    ]
+    for name in positive:
+        value = getattr(args, name)
+        if not isinstance(value, int) or value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value}")
+    for name in ("warmup_steps", "finetune_steps"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
+    if args.population < 4 or args.population % 2:
+        raise UsageError(f"--population must be even and at least 4, got {args.population}")
+    if args.gpus > 1 and args.gpus != int(args.gpus):
+        raise UsageError("--gpus above 1 must be a whole number")
+
+
+# ----- one generation as a Tune search --------------------------------------------------------
+class GenerationView:
+    """An NSGA-II copy that hands Tune exactly one generation, as trial configs.
+
+    The driver keeps the authoritative NSGA-II and tells it from the generation's results in
+    individual order (deterministic whatever order trials finished in). This view lives inside
+    Tune's searcher (checkpointed with it), so ``Tuner.restore`` resumes the generation.
+    """
+
+    def __init__(self, algorithm: NSGA2, to_trial: Callable[[dict[str, Any]], dict[str, Any]]):
+        self.algorithm = copy.deepcopy(algorithm)
+        self.generation = algorithm.generation
+        self.to_trial = to_trial
+        self.metrics = algorithm.metrics
+        self.modes = algorithm.modes
+
+    @property
+    def finished(self) -> bool:
+        return self.algorithm.finished or self.algorithm.generation != self.generation
+
+    def ask(self) -> Suggestion | None:
+        if self.finished:
+            return None
+        s = self.algorithm.ask()
+        if s is None:
+            return None
+        return Suggestion(s.key, {**self.to_trial(s.config), "nsga2_key": s.key})
+
+    def tell(self, key: str, result: dict | None) -> None:
+        self.algorithm.tell(key, result)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"algorithm": self.algorithm.state_dict(), "generation": self.generation}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.generation = state["generation"]
+
+
+_: type[AskTell] = GenerationView  # GenerationView satisfies the searcher's protocol
+
+
+def trial_config(
+    individual: dict[str, Any],
+    *,
+    base: dict[str, Any],
+    stage: int,
+    init_g: str | None,
+    init_d: dict[int, str],
+) -> dict[str, Any]:
+    """The Tune trial config for one NSGA-II individual (module level: Tune pickles it)."""
+    ident = individual["individual"]
+    genotype = individual["genotype"]
+    config = dict(base)
+    if stage == 1:
+        config.update(g=genotype, init_g=init_g, init_d=init_g)
+    else:
+        config.update(d=genotype, init_g=init_g, init_d=init_d.get(ident))
+    config["row"] = {
+        "stage": stage,
+        "generation": individual["generation"],
+        "individual": ident,
+        "parents": list(individual.get("parents") or []),
+    }
+    return config
+
+
+# ----- the driver -------------------------------------------------------------------------------
+class EaganSearch:
+    """Both stages, generation by generation, with state saved at every boundary."""
+
+    STATE = "search_state.pkl"
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.out = args.out
+        self.experiment = os.path.basename(self.out.rstrip("/"))
+        self.state: dict[str, Any] = {}
+
+    # -- persistence
+    def _state_path(self) -> str:
+        return os.path.join(self.out, self.STATE)
+
+    def save(self) -> None:
+        tmp = self._state_path() + ".tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump(self.state, f)
+        os.replace(tmp, self._state_path())
+
+    def load(self) -> bool:
+        if not os.path.exists(self._state_path()):
+            return False
+        with open(self._state_path(), "rb") as f:
+            self.state = pickle.load(f)
+        return True
+
+    # -- settings
+    def base_config(self, stage: int) -> dict[str, Any]:
+        a = self.args
+        s1 = stage == 1
+        return {
+            "gf": a.gf,
+            "df": a.df,
+            "bottom_width": self.bottom_width,
+            "dataset": a.dataset,
+            "data_root": a.data_root,
+            "max_images": a.max_images,
+            "g_batch": a.g_batch,
+            "d_batch": a.d_batch,
+            "steps": a.finetune_steps if s1 else a.s2_steps,
+            "n_critic": a.s1_n_critic if s1 else a.s2_n_critic,
+            "d_lr": a.s1_d_lr if s1 else 2e-4,
+            "seed": a.seed,
+            "eval_samples": a.eval_samples,
+            "extractor": a.extractor,
+            "inception_weights": a.inception_weights,
+            "g": self.state.get("g_star"),
+            "d": STAGE1_D,
+        }
+
+    @property
+    def bottom_width(self) -> int:
+        return 6 if self.args.dataset == "stl10" else 4
+
+    def new_algorithm(self, stage: int) -> NSGA2:
+        return NSGA2(
+            "nas_cell_g" if stage == 1 else "eagan_d",
+            population_size=self.args.population,
+            generations=self.args.generations,
+            metrics=OBJECTIVES[stage],
+            modes=MODES,
+            seed=self.args.seed + stage,
+            reevaluate_parents=True,
+        )
+
+    # -- the steps
+    def run(self) -> None:
+        from raygan import cluster
+
+        os.makedirs(self.out, exist_ok=True)
+        resumed = self.args.resume and self.load()
+        if self.args.resume and not resumed:
+            raise UsageError(f"nothing to resume in {self.out} (no {self.STATE})")
+        if not resumed:
+            if results.load(self.out).shape[0]:
+                raise UsageError(f"{self.out} already holds a search; use --resume or a new --out")
+            first = int(self.args.stages[0])
+            self.state = {
+                "stage": first,
+                "algorithm": None,
+                "supernet": None,
+                "g_star": None,
+                "g_reset": None,
+                "d_weights": {},
+                "done": False,
+            }
+            if first == 2:
+                raise UsageError("stage 2 alone needs stage 1's result: run --stages 1,2")
+        cluster.connect(self.args.address)
+        self.prepare_metrics()
+        stages = [int(s) for s in self.args.stages.split(",")]
+        while not self.state["done"]:
+            stage = self.state["stage"]
+            self.run_stage(stage)
+            if stage == 1 and 2 in stages:
+                self.begin_stage2()
+            else:
+                self.state["done"] = True
+            self.save()
+
+    def prepare_metrics(self) -> None:
+        """Build the feature extractor and the reference statistics once, before any trial."""
+        from raygan import metrics
+
+        metrics.prepare(
+            metrics.Reference(self.args.dataset, 8 * self.bottom_width, root=self.args.data_root),
+            num_samples=self.args.eval_samples,
+            extractor=self.args.extractor,
+            inception_weights=self.args.inception_weights,
+        )
+
+    def run_stage(self, stage: int) -> None:
+        if self.state["algorithm"] is None:
+            self.state["algorithm"] = self.new_algorithm(stage).state_dict()
+            self.save()
+        algorithm = self.new_algorithm(stage)
+        algorithm.load_state_dict(self.state["algorithm"])
+        while not algorithm.finished:
+            generation = algorithm.generation
+            print(
+                f"[eagan] stage {stage} generation {generation}/{self.args.generations}", flush=True
+            )
+            if stage == 1:
+                self.supernet_round(algorithm, generation)
+            rows = self.score_generation(algorithm, stage, generation)
+            results.append(self.out, rows)
+            if stage == 2:
+                self.reset_weights(rows)
+            self.state["algorithm"] = algorithm.state_dict()
+            self.save()
+        self.write_best(stage, algorithm)
+
+    def supernet_round(self, algorithm: NSGA2, generation: int) -> None:
+        from raygan import supernet
+
+        a = self.args
+        key = f"supernet-g{generation}"
+        if self.state.get("supernet_done") == key:
+            return
+        members = [ind["genotype"] for ind in algorithm.population()]
+        steps = a.round_steps + (a.warmup_steps if generation == 0 else 0)
+        spec = supernet.RoundSpec(
+            g_space="nas_cell_g",
+            d=STAGE1_D,
+            paths=members,
+            gf=a.gf,
+            df=a.df,
+            bottom_width=self.bottom_width,
+            steps=steps,
+            n_critic=a.s1_n_critic,
+            g_batch=a.g_batch,
+            d_batch=a.d_batch,
+            d_lr=a.s1_d_lr,
+            dataset=a.dataset,
+            data_root=a.data_root,
+            max_images=a.max_images,
+            seed=a.seed * 1000 + generation,
+            init=self.state["supernet"],
+            checkpoint_every=max(1, steps // 4),
+        )
+        from raygan import cluster
+
+        self.state["supernet"] = supernet.run_round(
+            spec,
+            name=key,
+            storage_path=cluster.storage_uri(os.path.join(self.out, "supernet")),
+            workers=a.workers,
+            use_gpu=a.gpus > 0,
+            cpus_per_worker=a.cpus,
+        )
+        self.state["supernet_done"] = key
+        self.save()
+
+    def score_generation(self, algorithm: NSGA2, stage: int, generation: int) -> list[dict]:
+        """Score every member as a Tune trial; tell NSGA-II; return the generation's rows."""
+        from ray import tune
+
+        from raygan import cluster
+        from raygan.searchers.base import AskTellSearcher
+        from raygan.trainable import row_from_trial, train_pair
+
+        init_g = self.state["supernet"] if stage == 1 else self.state["g_reset"]
+        to_trial = functools.partial(
+            trial_config,
+            base=self.base_config(stage),
+            stage=stage,
+            init_g=init_g,
+            init_d=self.state["d_weights"],
+        )
+        name = f"stage{stage}-gen{generation}"
+        storage = cluster.storage_uri(os.path.join(self.out, "tune"))
+        trainable = tune.with_resources(
+            train_pair, cluster.trial_resources(self.args.cpus, self.args.gpus)
+        )
+        path = os.path.join(storage, name)
+        if os.path.exists(os.path.join(path, "tuner.pkl")):
+            tuner = tune.Tuner.restore(path, trainable, resume_errored=True)
+        else:
+            searcher = AskTellSearcher(GenerationView(algorithm, to_trial))
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher, num_samples=-1, max_concurrent_trials=self.args.concurrency
+                ),
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=storage,
+                    verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=2),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                ),
+            )
+        grid = tuner.fit()
+        trials = {t.config["nsga2_key"]: t for t in _trials_of(grid)}
+        proposals = []
+        while (proposal := algorithm.ask()) is not None:
+            proposals.append(proposal)
+        for proposal in proposals:  # in individual order: deterministic selection
+            trial = trials.get(proposal.key)
+            ok = trial is not None and trial.status == "TERMINATED" and trial.last_result
+            algorithm.tell(proposal.key, trial.last_result if ok else None)
+        history = {h["individual"]: h for h in algorithm.history()}
+        rows = []
+        for key, trial in trials.items():
+            row = row_from_trial(trial, self.experiment, "eagan")
+            h = history[row["individual"]]
+            row.update(rank=h.get("rank"), crowding=h.get("crowding"))
+            rows.append(row)
+        return sorted(rows, key=lambda r: r["individual"])
+
+    def reset_weights(self, rows: list[dict]) -> None:
+        """Weight resetting: the best pair's G starts every next trial; Ds keep their own."""
+        ok = [r for r in rows if r["status"] == "ok" and r["checkpoint"]]
+        if not ok:
+            raise RuntimeError("every stage-2 trial of this generation failed; see the table")
+        best = pick_best(pd.DataFrame(ok), OBJECTIVES[2])
+        self.state["g_reset"] = os.path.join(best["checkpoint"], "state.pt")
+        self.state["d_weights"] = {
+            r["individual"]: os.path.join(r["checkpoint"], "state.pt") for r in ok
+        }
+
+    def begin_stage2(self) -> None:
+        """G* = stage 1's pick, starting from its stage-1 (supernet) weights."""
+        self.state.update(stage=2, algorithm=None, g_reset=self.state["supernet"], d_weights={})
+        self.save()
+
+    def write_best(self, stage: int, algorithm: NSGA2) -> None:
+        df = results.load(self.out)
+        last = df[(df["stage"] == stage) & (df["generation"] == algorithm.generation - 1)]
+        front = last[(last["rank"] == 0) & (last["status"] == "ok")]
+        if front.empty:
+            raise RuntimeError(f"stage {stage} ended with no successful individual")
+        best = pick_best(front, OBJECTIVES[stage])
+        g = spaces.Genotype.parse(best["g_genotype"])
+        d = spaces.Genotype.parse(best["d_genotype"])
+        if stage == 1:
+            self.state["g_star"] = str(g)
+        arch = spaces.Arch(g, d, self.args.final_gf, self.args.final_df, self.bottom_width)
+        note = (
+            f"EAGAN stage {stage} pick: lowest FID on the last generation's Pareto front\n"
+            f"IS {best['is']:.3f}, FID {best['fid']:.3f}, trial {best['trial_id']}\n"
+            f"retrain: raygan train --genotype-file THIS_FILE (--width-scale for laptops)"
+        )
+        names = ["stage1_best.yaml"] if stage == 1 else ["stage2_best.yaml", "best.yaml"]
+        for name in names:
+            spaces.write_arch_file(os.path.join(self.out, name), arch, comment=note)
+        print(f"[eagan] stage {stage} pick: {g} / {d} -> {os.path.join(self.out, names[-1])}")
+
+
+def _trials_of(grid) -> list:
+    """The Tune trials behind a ResultGrid (for their checkpoints and last results)."""
+    return list(grid._experiment_analysis.trials)
+
+
+def pick_best(front: pd.DataFrame, objectives: tuple[str, ...]) -> pd.Series:
+    """The documented rule: lowest FID, then highest IS, then fewest parameters."""
+    ordered = front.assign(_neg_is=-front["is"]).sort_values(
+        ["fid", "_neg_is", objectives[2]], kind="stable"
+    )
+    return ordered.iloc[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    validate(args)
+    from raygan import data
+
+    try:
+        data.load(args.dataset, root=args.data_root, max_images=8)
+    except data.DatasetMissing as err:
+        raise UsageError(str(err)) from None
+    search = EaganSearch(args)
+    try:
+        search.run()
+    except KeyboardInterrupt:
+        print(
+            f"\n[eagan] stopped. Resume with the same command plus --resume "
+            f"(state in {search._state_path()})."
+        )
+        return 130
+    print(f"[eagan] done: {results.table_path(args.out)}; analyse with: raygan analyze {args.out}")
+    return 0
+
+
+# ----- analysis ---------------------------------------------------------------------------------
+def hypervolume_by_generation(df: pd.DataFrame, stage: int) -> pd.DataFrame:
+    """Hypervolume of each generation's front, against one reference point per stage."""
+    from raygan.pareto import hypervolume, pareto_front
+
+    objectives = OBJECTIVES[stage]
+    rows = df[(df["stage"] == stage) & (df["status"] == "ok")].dropna(subset=list(objectives))
+    if rows.empty:
+        return pd.DataFrame(columns=["generation", "hypervolume", "front_size"])
+    signs = np.array([-1.0 if m == "max" else 1.0 for m in MODES])
+    F = rows[list(objectives)].to_numpy(float) * signs
+    lo, hi = F.min(axis=0), F.max(axis=0)
+    scale = np.where(hi > lo, hi - lo, 1.0)
+    ref = np.full(len(objectives), 1.1)  # normalised worst + 10%
+    out = []
+    for generation, group in rows.groupby("generation"):
+        front = pareto_front(group, dict(zip(objectives, MODES, strict=True)))
+        G = (front[list(objectives)].to_numpy(float) * signs - lo) / scale
+        out.append(
+            {
+                "generation": int(generation),
+                "hypervolume": hypervolume(G, ref),
+                "front_size": len(front),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def analyze(df: pd.DataFrame, out_dir: str) -> str:
+    from raygan import plots
+    from raygan.pareto import pareto_front
+
+    lines = []
+    for stage in sorted(int(s) for s in df["stage"].dropna().unique()):
+        objectives = OBJECTIVES[stage]
+        rows = df[df["stage"] == stage]
+        last = rows[rows["generation"] == rows["generation"].max()]
+        front = pareto_front(last, dict(zip(objectives, MODES, strict=True)))
+        hv = hypervolume_by_generation(df, stage)
+        searched = "g_genotype" if stage == 1 else "d_genotype"
+        lines.append(
+            f"EAGAN stage {stage}: {len(rows)} trials, "
+            f"{rows['generation'].nunique()} generations, "
+            f"{(rows['status'] != 'ok').sum()} failed"
+        )
+        lines.append(
+            f"Pareto front of generation {int(last['generation'].max())} "
+            f"({', '.join(f'{o} {m}' for o, m in zip(objectives, MODES, strict=True))}):"
+        )
+        show = front[[*objectives, searched, "checkpoint"]].sort_values("fid")
+        lines.append(show.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        lines.append("hypervolume per generation (normalised objectives, ref 1.1):")
+        lines.append(hv.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+        ok = rows[rows["status"] == "ok"]
+        written = plots.scatter(
+            ok,
+            "is",
+            "fid",
+            os.path.join(out_dir, f"pareto_stage{stage}.png"),
+            color="generation",
+            highlight=front,
+            invert_x=True,
+            title=f"EAGAN stage {stage}: every individual (IS up, FID down)",
+        )
+        written += plots.line(
+            hv,
+            "generation",
+            "hypervolume",
+            os.path.join(out_dir, f"hypervolume_stage{stage}.png"),
+            title=f"EAGAN stage {stage}: hypervolume per generation",
+        )
+        lines += [f"plot: {p}" for p in written]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""Shared-weights training rounds as Ray Train jobs (EAGAN stage 1, AutoGAN's shared GAN).
+
+A round trains a generator *supernet* (all candidate ops of a space) against one fixed
+discriminator. Every minibatch trains one architecture's path through the supernet, taken from
+``paths``: drawn uniformly (EAGAN: the current population) or in order (AutoGAN: the
+architectures the controller sampled for this round). The draw is seeded by the round, so every
+data-parallel worker trains the same path on its own shard of the real batch, and DDP averages
+the gradients (gloo on CPUs, NCCL on GPUs; ``find_unused_parameters`` because one path leaves
+the other candidates without gradients).
+
+The job reports and checkpoints through ``ray.train.report`` every ``checkpoint_every`` steps,
+so a failed worker restarts from the last checkpoint (``FailureConfig``). The final checkpoint
+holds ``state.pt`` with the unwrapped ``G`` (supernet) and ``D`` state dicts: a candidate trial
+inherits its path's weights from it (:func:`raygan.nn.inherit`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from raygan import data, nn, spaces
+from raygan.train import d_hinge_loss, g_hinge_loss, init_weights
+
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class RoundSpec:
+    """One shared-weights training round; plain data so it travels to the Train workers."""
+
+    g_space: str
+    d: str  # the fixed discriminator's genotype string
+    paths: list[str]  # generator genotype strings to train
+    gf: int = 64
+    df: int = 64
+    bottom_width: int = 4
+    steps: int = 100  # generator steps in this round (over all workers together)
+    n_critic: int = 5
+    g_batch: int = 64
+    d_batch: int = 32
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+    order: str = "uniform"  # "uniform" draw from paths, or "sequential" (cycled)
+    dataset: str = "shapes"
+    data_root: str | None = None
+    max_images: int = 10_000
+    resolution: int | None = None  # default: 8 * bottom_width
+    seed: int = 0
+    init: str | None = None  # state.pt of the previous round (weights and optimisers)
+    checkpoint_every: int = 0  # 0: only at the end
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def path_schedule(spec: RoundSpec) -> list[int]:
+    """Which path each generator step trains: identical on every worker (seeded by the round)."""
+    if spec.order == "sequential":
+        return [i % len(spec.paths) for i in range(spec.steps)]
+    rng = np.random.default_rng(spec.seed)
+    return rng.integers(len(spec.paths), size=spec.steps).tolist()
+
+
+def build_models(spec: RoundSpec) -> tuple[torch.nn.Module, torch.nn.Module]:
+    generator = nn.build_supernet(spec.g_space, width=spec.gf, bottom_width=spec.bottom_width)
+    discriminator = nn.build_discriminator(spaces.Genotype.parse(spec.d), width=spec.df)
+    init_weights(generator)
+    init_weights(discriminator)
+    return generator, discriminator
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """The Train worker: same path each step on every worker, real batch sharded by rank."""
+    import ray.train
+    import ray.train.torch
+
+    spec = RoundSpec(**config)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(spec.seed)  # identical initial weights on every worker
+    generator, discriminator = build_models(spec)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=spec.g_lr, betas=tuple(spec.betas))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=spec.d_lr, betas=tuple(spec.betas))
+    start = 0
+    checkpoint = ray.train.get_checkpoint()
+    source = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            source = torch.load(os.path.join(d, STATE_FILE), weights_only=True)
+        start = int(source["round_step"])
+    elif spec.init:
+        source = torch.load(spec.init, weights_only=True)
+    if source is not None:
+        generator.load_state_dict(source["G"])
+        discriminator.load_state_dict(source["D"])
+        opt_g.load_state_dict(source["opt_g"])
+        opt_d.load_state_dict(source["opt_d"])
+    generator = ray.train.torch.prepare_model(
+        generator, parallel_strategy_kwargs={"find_unused_parameters": True}
+    )
+    discriminator = ray.train.torch.prepare_model(discriminator)
+
+    resolution = spec.resolution or 8 * spec.bottom_width
+    images = data.load(
+        spec.dataset,
+        root=spec.data_root,
+        resolution=resolution,
+        max_images=spec.max_images,
+        seed=spec.seed,
+    )
+    batches = data.DeviceBatches(images[rank::world], device, seed=spec.seed * 1000 + rank + start)
+    noise = torch.Generator(device=device).manual_seed(spec.seed * 1000 + rank + start)
+    g_batch, d_batch = max(1, spec.g_batch // world), max(1, spec.d_batch // world)
+    paths = [spaces.Genotype.parse(p) for p in spec.paths]
+    schedule = path_schedule(spec)
+    latent = _unwrap(generator).latent_dim
+    every = spec.checkpoint_every or spec.steps
+
+    def z(n: int) -> torch.Tensor:
+        return torch.randn(n, latent, device=device, generator=noise)
+
+    for step in range(start, spec.steps):
+        path = paths[schedule[step]]
+        for _ in range(spec.n_critic):
+            with torch.no_grad():
+                fake = generator(z(d_batch), path)
+            d_loss = d_hinge_loss(discriminator(batches.sample(d_batch)), discriminator(fake))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+        g_loss = g_hinge_loss(discriminator(generator(z(g_batch), path)))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        done = step + 1
+        if done % every == 0 or done == spec.steps:
+            metrics = {"round_step": done, "g_loss": float(g_loss), "d_loss": float(d_loss)}
+            with tempfile.TemporaryDirectory() as tmp:
+                ckpt = None
+                if rank == 0:
+                    torch.save(
+                        {
+                            "G": _unwrap(generator).state_dict(),
+                            "D": _unwrap(discriminator).state_dict(),
+                            "opt_g": opt_g.state_dict(),
+                            "opt_d": opt_d.state_dict(),
+                            "round_step": done,
+                        },
+                        os.path.join(tmp, STATE_FILE),
+                    )
+                    ckpt = ray.train.Checkpoint.from_directory(tmp)
+                ray.train.report(metrics, checkpoint=ckpt)
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    return getattr(module, "module", module)
+
+
+def run_round(
+    spec: RoundSpec,
+    *,
+    name: str,
+    storage_path: str,
+    workers: int = 1,
+    use_gpu: bool = False,
+    cpus_per_worker: float = 1.0,
+    max_failures: int = 2,
+) -> str:
+    """Run one round as a ``TorchTrainer`` job; returns the final checkpoint's ``state.pt``."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=asdict(spec),
+        scaling_config=ScalingConfig(
+            num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage_path,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    return os.path.join(result.checkpoint.path, STATE_FILE)

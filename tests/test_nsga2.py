@@ -1,0 +1,382 @@
+"""NSGA-II: the algorithm on its own (fast, no Ray), then under a real Tune ``Tuner``."""
+
+import math
+import os
+import pickle
+import random
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ray import tune
+
+from raygan import spaces
+from raygan.pareto import hypervolume
+from raygan.searchers.nsga2 import NSGA2
+from raygan.spaces import ABSENT, Gene, Genotype, Space
+
+METRICS, MODES = ("score", "size"), ("max", "min")
+
+
+def objectives(genotype: Genotype) -> dict[str, float]:
+    """Two conflicting objectives computed from the genes: big numbers, few non-zero genes."""
+    genes = genotype.flat()
+    return {"score": float(sum(genes)), "size": float(sum(v != 0 for v in genes))}
+
+
+def make(space="nas_cell_g", **kwargs) -> NSGA2:
+    settings = dict(population_size=6, generations=4, metrics=METRICS, modes=MODES, seed=3)
+    return NSGA2(space, **{**settings, **kwargs})
+
+
+def drive(search: NSGA2, order_seed=None, fail=(), stop_after=None) -> int:
+    """Evaluate generations until done (or ``stop_after`` tells); returns how many were told.
+
+    Each generation's proposals are all asked, then told in an order shuffled by
+    ``order_seed``; individuals in ``fail`` are told ``None``.
+    """
+    shuffle, told = random.Random(order_seed), 0
+    while not search.finished:
+        batch = []
+        while (suggestion := search.ask()) is not None:
+            batch.append(suggestion)
+        if order_seed is not None:
+            shuffle.shuffle(batch)
+        for key, config in batch:
+            if stop_after is not None and told == stop_after:
+                return told
+            g = Genotype.parse(config[search.config_key])
+            search.tell(key, None if config["individual"] in fail else objectives(g))
+            told += 1
+    return told
+
+
+def tiny_space(options: int = 3) -> Space:
+    """Two free genes of ``options`` values each: ``options**2`` genotypes, easy to exhaust."""
+    gene = Gene("g", tuple(str(i) for i in range(options)), tuple(range(options)))
+    return Space("tiny", "generator", ((gene, gene),), ())
+
+
+# ----- variation keeps genotypes valid ------------------------------------------------------
+def changed_units(space: Space, a: Genotype, b: Genotype) -> list[tuple[int, tuple[int, ...]]]:
+    return [
+        (ci, unit)
+        for ci in range(len(space.cells))
+        for unit in space.edges(ci)
+        if any(a.cells[ci][p] != b.cells[ci][p] for p in unit)
+    ]
+
+
+@pytest.mark.parametrize("name", ["nas_cell_g", "eagan_d"])
+def test_operators_keep_genotypes_valid(name):
+    space, rng = spaces.get(name), np.random.default_rng(0)
+    for _ in range(300):
+        a, b = space.sample(rng), space.sample(rng)
+        child = space.mutate(a, rng)
+        space.validate(child)
+        assert len(changed_units(space, a, child)) == 1  # one edge (coupled genes move together)
+        pair = space.crossover(a, b, rng)
+        if pair is not None:
+            for c in pair:
+                space.validate(c)
+            assert len(changed_units(space, a, pair[0])) == 1
+            assert changed_units(space, a, pair[0]) == changed_units(space, b, pair[1])
+
+
+def test_a_long_eagan_d_search_only_proposes_valid_unique_genotypes():
+    search = make("eagan_d", population_size=8, generations=12, p_crossover=0.8)
+    drive(search)
+    genotypes = [Genotype.parse(row["genotype"]) for row in search.history()]
+    assert len(genotypes) == 8 + 11 * 4 == len(set(genotypes))
+    for g in genotypes:
+        spaces.validate(g)
+        for cell in g.cells:  # EAGAN's coupled down genes: both absent or both present
+            assert (cell[5] == ABSENT) == (cell[6] == ABSENT)
+    assert any(len(row["parents"]) == 2 for row in search.history())  # crossover happened
+
+
+# ----- the generational protocol ------------------------------------------------------------
+def test_classic_generations_evaluate_only_children():
+    search = make()
+    first = [search.ask() for _ in range(6)]
+    assert search.ask() is None and not search.finished  # waits for the generation
+    assert len({s.config["genotype"] for s in first}) == 6
+    assert {s.config["generation"] for s in first} == {0}
+    assert all(s.config["parents"] == [] for s in first)
+    for key, config in first[:-1]:
+        search.tell(key, objectives(Genotype.parse(config["genotype"])))
+        assert search.ask() is None
+    key, config = first[-1]
+    search.tell(key, objectives(Genotype.parse(config["genotype"])))
+    assert search.generation == 1
+    told = 6 + drive(search)
+    assert search.finished and search.ask() is None
+    assert told == 6 + 3 * 3  # P, then P/2 children per later generation
+    history = search.history()
+    assert [row["generation"] for row in history] == [0] * 6 + [1] * 3 + [2] * 3 + [3] * 3
+    assert all(row["born"] == row["generation"] for row in history)
+
+
+def test_shared_weights_mode_reevaluates_survivors_every_generation():
+    search = make(reevaluate_parents=True)
+    assert drive(search) == 6 * 4
+    history = search.history()
+    by_generation = {}
+    for row in history:
+        by_generation.setdefault(row["generation"], []).append(row)
+    for g in range(1, 4):
+        survivors = {r["individual"] for r in by_generation[g - 1] if r["survived"]}
+        again = {r["individual"] for r in by_generation[g] if r["born"] < g}
+        assert again == survivors and len(survivors) == 3
+
+
+def test_selection_follows_fronts_then_crowding_and_children_come_from_survivors():
+    search = make(population_size=10, generations=5, reevaluate_parents=True)
+    drive(search, fail={1, 4})
+    history = search.history()
+    for g in range(5):
+        rows = [r for r in history if r["generation"] == g]
+        kept = [(r["rank"], -r["crowding"]) for r in rows if r["survived"]]
+        dropped = [(r["rank"], -r["crowding"]) for r in rows if not r["survived"]]
+        assert len(kept) == 5 and max(kept) <= min(dropped)
+        if g:
+            parents = {
+                r["individual"] for r in history if r["generation"] == g - 1 and r["survived"]
+            }
+            for r in rows:
+                if r["born"] == g:
+                    assert set(r["parents"]) <= parents and 1 <= len(r["parents"]) <= 2
+
+
+def test_failures_are_dominated_and_never_on_the_front():
+    search = make(population_size=8, generations=2)
+    batch = [search.ask() for _ in range(8)]
+    results = {0: None, 1: {"score": math.nan, "size": 1.0}, 2: {"score": 3.0}}  # no "size"
+    for key, config in batch:
+        default = objectives(Genotype.parse(config["genotype"]))
+        search.tell(key, results.get(config["individual"], default))
+    rows = {r["individual"]: r for r in search.history()}
+    worst_ok = max(r["rank"] for r in rows.values() if r["status"] == "ok")
+    for i in (0, 1, 2):
+        assert rows[i]["status"] == "failed" and math.isnan(rows[i]["score"])
+        assert rows[i]["rank"] == worst_ok + 1 and rows[i]["crowding"] == 0
+        assert not rows[i]["survived"]
+    drive(search)
+    assert all(row["status"] == "ok" for row in search.front())
+    assert all(row["individual"] not in (0, 1, 2) for row in search.front())
+
+
+def test_front_and_population_views():
+    search = make()
+    drive(search)
+    population = search.population()
+    assert len(population) == 6 and all(row["status"] == "ok" for row in population)
+    front = search.front()
+    assert front and {row["individual"] for row in front} == {
+        row["individual"] for row in population if row["rank"] == 0
+    }
+
+
+def test_unknown_or_repeated_results_are_refused():
+    search = make()
+    key, _ = search.ask()
+    with pytest.raises(KeyError, match="not a proposal"):
+        search.tell("9-99", {"score": 1.0, "size": 1.0})
+    search.tell(key, {"score": 1.0, "size": 1.0})
+    with pytest.raises(KeyError, match="not a proposal"):
+        search.tell(key, {"score": 1.0, "size": 1.0})
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="one mode per metric"):
+        make(modes=("max",))
+    with pytest.raises(ValueError, match="'max' or 'min'"):
+        make(modes=("max", "lower"))
+    with pytest.raises(ValueError, match="exceeds the 9 genotypes"):
+        make(tiny_space(), population_size=10)
+    with pytest.raises(ValueError, match="p_crossover"):
+        make(p_crossover=1.5)
+
+
+def test_custom_config_key():
+    suggestion = make(config_key="g_genotype").ask()
+    assert Genotype.parse(suggestion.config["g_genotype"]).space == "nas_cell_g"
+
+
+# ----- duplicates, exhaustion, determinism --------------------------------------------------
+def test_no_genotype_is_ever_proposed_twice():
+    search = make(population_size=12, generations=15, seed=0)
+    drive(search)
+    seen = [row["genotype"] for row in search.history()]
+    assert len(seen) == len(set(seen)) == 12 + 14 * 6
+
+
+@pytest.mark.parametrize("options", [3, 4])
+def test_an_exhausted_space_ends_the_search_with_a_reason(options):
+    search = make(tiny_space(options), population_size=4, generations=50)
+    drive(search)
+    seen = [row["genotype"] for row in search.history()]
+    assert search.finished and len(seen) == len(set(seen)) <= options**2
+    assert "exhausted" in search.stop_reason
+    assert search.history()[-1]["rank"] is not None  # the last generation was still ranked
+
+
+def test_same_seed_same_search_whatever_the_order_of_results():
+    runs = []
+    for order in (None, 1, 2):
+        search = make(population_size=8, generations=5)
+        drive(search, order_seed=order, fail={3})
+        runs.append(search.history())
+    assert runs[0] == runs[1] == runs[2]
+    other = make(population_size=8, generations=5, seed=4)
+    drive(other, fail={3})
+    assert other.history() != runs[0]
+
+
+# ----- state --------------------------------------------------------------------------------
+@pytest.mark.parametrize("reevaluate", [False, True])
+def test_restoring_at_any_point_continues_exactly(reevaluate):
+    reference = make(reevaluate_parents=reevaluate)
+    total = drive(reference, order_seed=7)
+    for stop in range(total + 1):
+        search = make(reevaluate_parents=reevaluate)
+        drive(search, order_seed=7, stop_after=stop)
+        asked = [search.ask() for _ in range(2)]  # mid-generation: some proposals out
+        asked = [s for s in asked if s is not None]
+        state = pickle.loads(pickle.dumps(search.state_dict()))
+        resumed = make(reevaluate_parents=reevaluate)
+        resumed.load_state_dict(state)
+        for key, config in asked:
+            resumed.tell(key, objectives(Genotype.parse(config["genotype"])))
+        drive(resumed, order_seed=7)
+        if stop < total:
+            assert resumed.history() == reference.history(), stop
+
+
+def test_bytes_round_trip_and_settings_guard():
+    search = make()
+    drive(search, stop_after=8)
+    copy = NSGA2.from_bytes(search.to_bytes())
+    assert copy.state_dict() == search.state_dict()
+    drive(search)
+    drive(copy)
+    assert copy.history() == search.history()
+    with pytest.raises(ValueError, match="other settings"):
+        make(population_size=8).load_state_dict(search.state_dict())
+
+
+# ----- under Ray Tune -----------------------------------------------------------------------
+def trainable(config):
+    """Objectives from the genes; one individual errors and one reports NaN, on request."""
+    runs = Path(config["runs"])
+    key = f"{config['generation']}-{config['individual']}"
+    (runs / f"{key}.{os.getpid()}.{random.random()}").touch()  # one file per execution
+    if config["individual"] in config.get("error", ()):
+        raise RuntimeError("this architecture diverged")
+    result = objectives(Genotype.parse(config["genotype"]))
+    if config["individual"] in config.get("nan", ()):
+        result["score"] = math.nan
+    tune.report(result)
+
+
+def executions(runs: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for f in runs.iterdir():
+        key = f.name.split(".")[0]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def tuner(searcher, path: Path, name: str, param_space: dict, callbacks=()):
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(path), verbose=0, callbacks=list(callbacks)
+        ),
+    )
+
+
+SETTINGS = dict(population_size=6, generations=3, metrics=METRICS, modes=MODES, seed=5)
+
+
+def test_searcher_runs_a_whole_search_in_a_real_tuner(ray_local, tmp_path):
+    from raygan.searchers.tune import NSGA2Searcher
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    searcher = NSGA2Searcher("nas_cell_g", **SETTINGS)
+    space = {"runs": str(runs), "error": [2], "nan": [4]}
+    results = tuner(searcher, tmp_path, "search", space).fit()
+
+    assert len(results) == 6 + 3 + 3 == sum(executions(runs).values())
+    assert results.num_errors == 1  # the trial that raised; the search itself went on
+    search = searcher.algorithm
+    assert search.finished and search.generation == 2
+    history = search.history()
+    assert [r["generation"] for r in history] == [0] * 6 + [1] * 3 + [2] * 3
+    failed = {r["individual"] for r in history if r["status"] == "failed"}
+    assert failed == {2, 4}
+    ref = [0.0, 22.0]  # worse than any score (negated) and any size of 21 genes
+
+    def volume(rows):
+        return hypervolume([[-r["score"], r["size"]] for r in rows if r["status"] == "ok"], ref)
+
+    assert volume(search.population()) >= volume([r for r in history if r["generation"] == 0])
+
+
+class InterruptAfter(tune.Callback):
+    """Sends the driver SIGINT (Ctrl+C) after ``n`` completed trials.
+
+    Tune answers SIGINT by stopping, saving the experiment state (searcher included) and
+    returning; ``flag`` makes it fire once, not again in the resumed run.
+    """
+
+    def __init__(self, n: int, flag: Path):
+        self.n, self.flag, self.done = n, flag, 0
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done += 1
+        if self.done == self.n and not self.flag.exists():
+            self.flag.touch()
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_interrupted_search_resumes_without_losing_or_repeating_a_trial(ray_local, tmp_path):
+    from raygan.searchers.tune import NSGA2Searcher
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    expected = 6 + 3 + 3
+    tuner(
+        NSGA2Searcher("nas_cell_g", **SETTINGS),
+        tmp_path,
+        "resume",
+        {"runs": str(runs)},
+        callbacks=[InterruptAfter(7, tmp_path / "interrupted")],
+    ).fit()
+    assert (tmp_path / "interrupted").exists()
+
+    saved = NSGA2Searcher("nas_cell_g", **SETTINGS)
+    saved.restore_from_dir(str(tmp_path / "resume"))
+    before = {(r["generation"], r["individual"]): r for r in saved.algorithm.history()}
+    assert 7 <= len(before) < expected and not saved.algorithm.finished  # stopped mid-search
+
+    results = tune.Tuner.restore(str(tmp_path / "resume"), trainable, resume_errored=True).fit()
+
+    final = NSGA2Searcher("nas_cell_g", **SETTINGS)
+    final.restore_from_dir(str(tmp_path / "resume"))
+    history = final.algorithm.history()
+    assert final.algorithm.finished and len(history) == expected == len(results)
+    assert results.num_errors == 0
+    counts = executions(runs)
+    for key, row in before.items():  # told before the interruption: kept, never run again
+        assert counts[f"{key[0]}-{key[1]}"] == 1
+        assert next(r for r in history if (r["generation"], r["individual"]) == key) == row
+    assert set(counts) == {f"{r['generation']}-{r['individual']}" for r in history}
+    # A reference search told the same results in one go ends identically.
+    reference = make(population_size=6, generations=3, seed=5)
+    drive(reference)
+    assert [r["genotype"] for r in reference.history()] == [r["genotype"] for r in history]
