@@ -7,6 +7,7 @@ dataset stops with one line saying what was wrong and what is allowed, and exit 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -124,19 +125,15 @@ def resolve_arch(args: argparse.Namespace):
     try:
         if args.arch:
             entry = zoo.get(args.arch)
-            arch = spaces.Arch(entry.g, entry.d, entry.gf, entry.df, entry.bottom_width)
+            arch = spaces.Arch(
+                entry.g, entry.d, entry.gf, entry.df, entry.bottom_width, entry.latent_chunks
+            )
         else:
             arch = spaces.read_arch_file(args.genotype_file)
     except (KeyError, ValueError) as err:
         raise UsageError(str(err.args[0] if err.args else err)) from None
     scale = args.width_scale
-    return spaces.Arch(
-        arch.g,
-        arch.d,
-        zoo.scale_width(arch.gf, scale),
-        zoo.scale_width(arch.df, scale),
-        arch.bottom_width,
-    )
+    return dataclasses.replace(arch, gf=zoo.scaled(arch.gf, scale), df=zoo.scaled(arch.df, scale))
 
 
 def check_dataset(args: argparse.Namespace, resolution: int) -> None:
@@ -155,6 +152,7 @@ def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
         "gf": arch.gf,
         "df": arch.df,
         "bottom_width": arch.bottom_width,
+        "latent_chunks": arch.latent_chunks,
         "dataset": args.dataset,
         "data_root": args.data_root,
         "max_images": args.max_images,
@@ -360,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # progress lines show even when piped
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -395,8 +395,12 @@ class DeviceBatches:
 
     def state_dict(self) -> dict[str, object]:
         """Where the sampler stands (RNG, permutation, position): resuming replays exactly."""
-        return {"rng": self._gen.get_state(), "order": self._order.cpu(), "pos": self._pos,
-                "drawn": self._drawn}
+        return {
+            "rng": self._gen.get_state(),
+            "order": self._order.cpu(),
+            "pos": self._pos,
+            "drawn": self._drawn,
+        }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self._gen.set_state(state["rng"])

@@ -127,8 +127,9 @@ def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
 
 
 def _clean(value: Any) -> Any:
-    """Non-finite floats become null so that no NaN ever reads as a score."""
-    if isinstance(value, float) and not math.isfinite(value):
+    """NaN becomes null so that no NaN ever reads as a score (infinity is kept: a boundary
+    point's crowding distance is infinite)."""
+    if isinstance(value, float) and math.isnan(value):
         return None
     return value
 

@@ -342,6 +342,7 @@ class Arch:
     gf: int
     df: int
     bottom_width: int = 4
+    latent_chunks: int | None = None  # nas_cell_g only: EAGAN's STL-10 G keeps 3 chunks
 
 
 def write_arch_file(path: str, arch: Arch, comment: str = "") -> None:
@@ -354,6 +355,8 @@ def write_arch_file(path: str, arch: Arch, comment: str = "") -> None:
         f"df: {arch.df}",
         f"bottom_width: {arch.bottom_width}",
     ]
+    if arch.latent_chunks is not None:
+        lines.append(f"latent_chunks: {arch.latent_chunks}")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -376,6 +379,7 @@ def read_arch_file(path: str) -> Arch:
             int(doc.get("gf", 256)),
             int(doc.get("df", 128)),
             int(doc.get("bottom_width", 4)),
+            int(doc["latent_chunks"]) if doc.get("latent_chunks") is not None else None,
         )
     except InvalidGenotype as err:
         raise InvalidGenotype(f"genotype file {path}: {err}") from None

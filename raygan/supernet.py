@@ -12,14 +12,21 @@ The job reports and checkpoints through ``ray.train.report`` every ``checkpoint_
 so a failed worker restarts from the last checkpoint (``FailureConfig``). The final checkpoint
 holds ``state.pt`` with the unwrapped ``G`` (supernet) and ``D`` state dicts: a candidate trial
 inherits its path's weights from it (:func:`raygan.nn.inherit`).
+
+AutoGAN's multi-level search trains the first ``n_cells`` cells at a smaller ``resolution``, and
+its dynamic reset watches for collapse: with ``collapse_window`` set, the round ends early, with
+``collapsed`` in its metrics, once the variance of the last ``collapse_window`` G or D losses
+falls under ``collapse_var`` on any worker (the workers agree before stopping, so DDP never waits
+on one that left). The window starts empty in every round and after a worker restart.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -52,6 +59,9 @@ class RoundSpec:
     data_root: str | None = None
     max_images: int = 10_000
     resolution: int | None = None  # default: 8 * bottom_width
+    n_cells: int | None = None  # generator cells to run (AutoGAN MLAS); None: all
+    collapse_window: int = 0  # 0: never stop early; else losses watched for collapse
+    collapse_var: float = 1e-3
     seed: int = 0
     init: str | None = None  # state.pt of the previous round (weights and optimisers)
     checkpoint_every: int = 0  # 0: only at the end
@@ -121,6 +131,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     schedule = path_schedule(spec)
     latent = _unwrap(generator).latent_dim
     every = spec.checkpoint_every or spec.steps
+    forward = {} if spec.n_cells is None else {"n_cells": spec.n_cells}
+    losses = {"g": deque(maxlen=spec.collapse_window), "d": deque(maxlen=spec.collapse_window)}
 
     def z(n: int) -> torch.Tensor:
         return torch.randn(n, latent, device=device, generator=noise)
@@ -129,18 +141,25 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         path = paths[schedule[step]]
         for _ in range(spec.n_critic):
             with torch.no_grad():
-                fake = generator(z(d_batch), path)
+                fake = generator(z(d_batch), path, **forward)
             d_loss = d_hinge_loss(discriminator(batches.sample(d_batch)), discriminator(fake))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-        g_loss = g_hinge_loss(discriminator(generator(z(g_batch), path)))
+        g_loss = g_hinge_loss(discriminator(generator(z(g_batch), path, **forward)))
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
         done = step + 1
-        if done % every == 0 or done == spec.steps:
-            metrics = {"round_step": done, "g_loss": float(g_loss), "d_loss": float(d_loss)}
+        collapsed, variances = _collapse_check(losses, g_loss, d_loss, spec, world, device)
+        if done % every == 0 or done == spec.steps or collapsed:
+            metrics = {
+                "round_step": done,
+                "g_loss": float(g_loss),
+                "d_loss": float(d_loss),
+                "collapsed": collapsed,
+                **variances,
+            }
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = None
                 if rank == 0:
@@ -156,13 +175,43 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     )
                     ckpt = ray.train.Checkpoint.from_directory(tmp)
                 ray.train.report(metrics, checkpoint=ckpt)
+            if collapsed:
+                break
+
+
+def _collapse_check(
+    losses: dict[str, deque],
+    g_loss: torch.Tensor,
+    d_loss: torch.Tensor,
+    spec: RoundSpec,
+    world: int,
+    device: torch.device,
+) -> tuple[bool, dict[str, float]]:
+    """Record this step's losses; once a window is full, whether G or D looks collapsed on any
+    worker (all workers get the same answer) and the windows' variances."""
+    if not spec.collapse_window:
+        return False, {}
+    losses["g"].append(float(g_loss))
+    losses["d"].append(float(d_loss))
+    if len(losses["g"]) < spec.collapse_window:
+        return False, {}
+    variances = {f"{k}_loss_var": float(np.var(v)) for k, v in losses.items()}
+    flag = torch.tensor(float(min(variances.values()) < spec.collapse_var), device=device)
+    if world > 1:
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag), variances
 
 
 def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return getattr(module, "module", module)
 
 
-def run_round(
+class RoundResult(NamedTuple):
+    state: str  # the final checkpoint's state.pt
+    metrics: dict[str, Any]  # the last report: round_step, losses, collapsed, loss variances
+
+
+def train_round(
     spec: RoundSpec,
     *,
     name: str,
@@ -171,8 +220,8 @@ def run_round(
     use_gpu: bool = False,
     cpus_per_worker: float = 1.0,
     max_failures: int = 2,
-) -> str:
-    """Run one round as a ``TorchTrainer`` job; returns the final checkpoint's ``state.pt``."""
+) -> RoundResult:
+    """Run one round as a ``TorchTrainer`` job; its final ``state.pt`` and last metrics."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -192,4 +241,9 @@ def run_round(
     result = trainer.fit()
     if result.error is not None:
         raise result.error
-    return os.path.join(result.checkpoint.path, STATE_FILE)
+    return RoundResult(os.path.join(result.checkpoint.path, STATE_FILE), dict(result.metrics))
+
+
+def run_round(spec: RoundSpec, **options: Any) -> str:
+    """:func:`train_round` (same options) for callers that need only the final ``state.pt``."""
+    return train_round(spec, **options).state

@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "eval_samples": 1_000,
     "extractor": "auto",
     "inception_weights": None,
+    "latent_chunks": None,
+    "reference_images": None,
     "init_g": None,
     "init_d": None,
     "checkpoint_every": 0,
@@ -70,7 +72,10 @@ def build_pair(config: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module
     """G and D from the config's genotypes and widths, initialised per METHODS.md."""
     g = spaces.Genotype.parse(config["g"])
     d = spaces.Genotype.parse(config["d"])
-    generator = nn.build_generator(g, width=config["gf"], bottom_width=config["bottom_width"])
+    options = {"latent_chunks": config["latent_chunks"]} if config["latent_chunks"] else {}
+    generator = nn.build_generator(
+        g, width=config["gf"], bottom_width=config["bottom_width"], **options
+    )
     discriminator = nn.build_discriminator(d, width=config["df"])
     init_weights(generator)
     init_weights(discriminator)
@@ -84,6 +89,22 @@ def inherit_weights(trainer: GANTrainer, init_g: str | None, init_d: str | None)
             state = torch.load(path, map_location=trainer.device, weights_only=True)
             nn.inherit(module, state[key])
     trainer.G_ema.load_state_dict(trainer.G.state_dict())
+
+
+SHAPES_REFERENCE_IMAGES = 10_000
+"""Real images behind ``shapes`` statistics; the other datasets use their whole train set."""
+
+
+def reference_for(config: dict[str, Any], resolution: int) -> metrics.Reference:
+    """The real data a trial is scored against: one definition, so every trial and the
+    driver that pre-computes its statistics share one cache entry."""
+    config = full_config(config)
+    count = config["reference_images"]
+    if count is None and config["dataset"] == "shapes":
+        count = SHAPES_REFERENCE_IMAGES
+    return metrics.Reference(
+        config["dataset"], resolution, num_images=count, root=config["data_root"]
+    )
 
 
 def device_for_trial() -> torch.device:
@@ -171,7 +192,7 @@ def run_trial(config: dict[str, Any], report: Report, *, resume_dir: str | None 
 
     scores = metrics.evaluate(
         trainer.G_ema,
-        reference=metrics.Reference(config["dataset"], resolution, root=config["data_root"]),
+        reference=reference_for(config, resolution),
         num_samples=config["eval_samples"],
         extractor=config["extractor"],
         device=device,

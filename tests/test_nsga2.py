@@ -1,14 +1,16 @@
-"""NSGA-II: the algorithm on its own (fast, no Ray), then under a real Tune ``Tuner``."""
+"""NSGA-II: the algorithm on its own (fast, no Ray cluster), then under a real Tune ``Tuner``."""
 
 import math
 import os
 import pickle
 import random
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import ray.cloudpickle
 from ray import tune
 
 from raygan import spaces
@@ -19,9 +21,9 @@ from raygan.spaces import ABSENT, Gene, Genotype, Space
 METRICS, MODES = ("score", "size"), ("max", "min")
 
 
-def objectives(genotype: Genotype) -> dict[str, float]:
-    """Two conflicting objectives computed from the genes: big numbers, few non-zero genes."""
-    genes = genotype.flat()
+def objectives(genotype: str) -> dict[str, float]:
+    """Two conflicting objectives from a genotype string: big genes, few non-zero genes."""
+    genes = [int(v) for v in genotype.partition(":")[2].replace("/", ",").split(",")]
     return {"score": float(sum(genes)), "size": float(sum(v != 0 for v in genes))}
 
 
@@ -30,8 +32,8 @@ def make(space="nas_cell_g", **kwargs) -> NSGA2:
     return NSGA2(space, **{**settings, **kwargs})
 
 
-def drive(search: NSGA2, order_seed=None, fail=(), stop_after=None) -> int:
-    """Evaluate generations until done (or ``stop_after`` tells); returns how many were told.
+def drive(search: NSGA2, order_seed=None, fail=()) -> int:
+    """Evaluate generation after generation until done; returns how many results were told.
 
     Each generation's proposals are all asked, then told in an order shuffled by
     ``order_seed``; individuals in ``fail`` are told ``None``.
@@ -41,15 +43,26 @@ def drive(search: NSGA2, order_seed=None, fail=(), stop_after=None) -> int:
         batch = []
         while (suggestion := search.ask()) is not None:
             batch.append(suggestion)
-        if order_seed is not None:
-            shuffle.shuffle(batch)
+        shuffle.shuffle(batch)
         for key, config in batch:
-            if stop_after is not None and told == stop_after:
-                return told
-            g = Genotype.parse(config[search.config_key])
-            search.tell(key, None if config["individual"] in fail else objectives(g))
+            result = objectives(config[search.config_key])
+            search.tell(key, None if config["individual"] in fail else result)
             told += 1
     return told
+
+
+def interleave(search: NSGA2, out: list, steps: int | None = None) -> None:
+    """Ask one proposal at a time, telling the oldest whenever two are out (or none can be
+    asked), for ``steps`` asks and tells or until done: a stop leaves proposals both out
+    (in ``out``) and not yet asked."""
+    while not search.finished and (steps is None or steps > 0):
+        suggestion = search.ask() if len(out) < 2 else None
+        if suggestion is not None:
+            out.append(suggestion)
+        else:
+            key, config = out.pop(0)
+            search.tell(key, objectives(config["genotype"]))
+        steps = None if steps is None else steps - 1
 
 
 def tiny_space(options: int = 3) -> Space:
@@ -105,14 +118,14 @@ def test_classic_generations_evaluate_only_children():
     assert {s.config["generation"] for s in first} == {0}
     assert all(s.config["parents"] == [] for s in first)
     for key, config in first[:-1]:
-        search.tell(key, objectives(Genotype.parse(config["genotype"])))
+        search.tell(key, objectives(config["genotype"]))
         assert search.ask() is None
     key, config = first[-1]
-    search.tell(key, objectives(Genotype.parse(config["genotype"])))
+    search.tell(key, objectives(config["genotype"]))
     assert search.generation == 1
-    told = 6 + drive(search)
+    drive(search)
     assert search.finished and search.ask() is None
-    assert told == 6 + 3 * 3  # P, then P/2 children per later generation
+    assert len(search.history()) == 6 + 3 * 3  # P, then P/2 children per later generation
     history = search.history()
     assert [row["generation"] for row in history] == [0] * 6 + [1] * 3 + [2] * 3 + [3] * 3
     assert all(row["born"] == row["generation"] for row in history)
@@ -154,7 +167,7 @@ def test_failures_are_dominated_and_never_on_the_front():
     batch = [search.ask() for _ in range(8)]
     results = {0: None, 1: {"score": math.nan, "size": 1.0}, 2: {"score": 3.0}}  # no "size"
     for key, config in batch:
-        default = objectives(Genotype.parse(config["genotype"]))
+        default = objectives(config["genotype"])
         search.tell(key, results.get(config["individual"], default))
     rows = {r["individual"]: r for r in search.history()}
     worst_ok = max(r["rank"] for r in rows.values() if r["status"] == "ok")
@@ -224,7 +237,7 @@ def test_an_exhausted_space_ends_the_search_with_a_reason(options):
 
 def test_same_seed_same_search_whatever_the_order_of_results():
     runs = []
-    for order in (None, 1, 2):
+    for order in (0, 1, 2):
         search = make(population_size=8, generations=5)
         drive(search, order_seed=order, fail={3})
         runs.append(search.history())
@@ -238,35 +251,63 @@ def test_same_seed_same_search_whatever_the_order_of_results():
 @pytest.mark.parametrize("reevaluate", [False, True])
 def test_restoring_at_any_point_continues_exactly(reevaluate):
     reference = make(reevaluate_parents=reevaluate)
-    total = drive(reference, order_seed=7)
-    for stop in range(total + 1):
-        search = make(reevaluate_parents=reevaluate)
-        drive(search, order_seed=7, stop_after=stop)
-        asked = [search.ask() for _ in range(2)]  # mid-generation: some proposals out
-        asked = [s for s in asked if s is not None]
-        state = pickle.loads(pickle.dumps(search.state_dict()))
+    interleave(reference, [])
+    assert reference.history() == drive_history(make(reevaluate_parents=reevaluate))
+    for stop in range(2 * len(reference.history())):
+        search, out = make(reevaluate_parents=reevaluate), []
+        interleave(search, out, steps=stop)
         resumed = make(reevaluate_parents=reevaluate)
-        resumed.load_state_dict(state)
-        for key, config in asked:
-            resumed.tell(key, objectives(Genotype.parse(config["genotype"])))
-        drive(resumed, order_seed=7)
-        if stop < total:
-            assert resumed.history() == reference.history(), stop
+        resumed.load_state_dict(pickle.loads(pickle.dumps(search.state_dict())))
+        interleave(resumed, out)
+        assert resumed.history() == reference.history(), stop
+
+
+def drive_history(search: NSGA2) -> list[dict]:
+    drive(search, order_seed=11)
+    return search.history()
 
 
 def test_bytes_round_trip_and_settings_guard():
-    search = make()
-    drive(search, stop_after=8)
+    search, out = make(), []
+    interleave(search, out, steps=17)
     copy = NSGA2.from_bytes(search.to_bytes())
     assert copy.state_dict() == search.state_dict()
-    drive(search)
-    drive(copy)
+    interleave(search, list(out))
+    interleave(copy, out)
     assert copy.history() == search.history()
     with pytest.raises(ValueError, match="other settings"):
         make(population_size=8).load_state_dict(search.state_dict())
 
 
 # ----- under Ray Tune -----------------------------------------------------------------------
+# Ray workers cannot import this test module: ship its trainable and callback by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def test_searcher_adapter_tells_failures_and_survives_save_restore(tmp_path):
+    from raygan.searchers.tune import NSGA2Searcher
+
+    with pytest.raises(TypeError, match="NSGA2 and its arguments"):
+        NSGA2Searcher(make(), seed=1)
+    searcher = NSGA2Searcher(make(), config={"epochs": 2})
+    assert searcher.metric == list(METRICS) and searcher.mode == list(MODES)
+    configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(6)}
+    assert searcher.suggest("t6") is None  # the generation is out: Tune waits
+    assert all(c["epochs"] == 2 and "genotype" in c for c in configs.values())
+    searcher.on_trial_complete("t0", error=True)
+    searcher.on_trial_complete("t1", result={"score": math.nan, "size": 3.0})
+    searcher.on_trial_complete("t2", result={"score": 1.0, "size": 2.0})
+    searcher.save(str(tmp_path / "state.pkl"))
+    restored = NSGA2Searcher(make())
+    restored.restore(str(tmp_path / "state.pkl"))
+    for trial in ("t3", "t4", "t5"):
+        restored.on_trial_complete(trial, result=objectives(configs[trial]["genotype"]))
+    status = {r["individual"]: r["status"] for r in restored.algorithm.history()}
+    assert status == {0: "failed", 1: "failed", 2: "ok", 3: "ok", 4: "ok", 5: "ok"}
+    assert restored.algorithm.generation == 1
+    assert restored.suggest("t7")["generation"] == 1
+
+
 def trainable(config):
     """Objectives from the genes; one individual errors and one reports NaN, on request."""
     runs = Path(config["runs"])
@@ -274,7 +315,7 @@ def trainable(config):
     (runs / f"{key}.{os.getpid()}.{random.random()}").touch()  # one file per execution
     if config["individual"] in config.get("error", ()):
         raise RuntimeError("this architecture diverged")
-    result = objectives(Genotype.parse(config["genotype"]))
+    result = objectives(config["genotype"])
     if config["individual"] in config.get("nan", ()):
         result["score"] = math.nan
     tune.report(result)
@@ -339,6 +380,8 @@ class InterruptAfter(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            return  # Tune did not take Ctrl+C over (not the main thread): no flag, test fails
         if self.done == self.n and not self.flag.exists():
             self.flag.touch()
             os.kill(os.getpid(), signal.SIGINT)
@@ -374,7 +417,8 @@ def test_interrupted_search_resumes_without_losing_or_repeating_a_trial(ray_loca
     counts = executions(runs)
     for key, row in before.items():  # told before the interruption: kept, never run again
         assert counts[f"{key[0]}-{key[1]}"] == 1
-        assert next(r for r in history if (r["generation"], r["individual"]) == key) == row
+        now = next(r for r in history if (r["generation"], r["individual"]) == key)
+        assert {k: now[k] for k in row} == row
     assert set(counts) == {f"{r['generation']}-{r['individual']}" for r in history}
     # A reference search told the same results in one go ends identically.
     reference = make(population_size=6, generations=3, seed=5)

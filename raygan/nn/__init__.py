@@ -15,8 +15,10 @@ This package imports torch only (no Ray), so it runs anywhere the models do.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from raygan import spaces
@@ -99,13 +101,16 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def inherit(fixed: nn.Module, supernet: nn.Module) -> nn.Module:
+def inherit(fixed: nn.Module, supernet: nn.Module | Mapping[str, torch.Tensor]) -> nn.Module:
     """Load ``fixed`` with the supernet's weights (and buffers) for every one of its keys.
+
+    ``supernet`` is the module or its state dict (as a checkpoint file holds it); another
+    fixed network of the same genotype works too (weight resetting between trials).
 
     Raises ``KeyError`` naming keys the supernet lacks, ``ValueError`` on a shape mismatch:
     either means the two were not built from the same space and widths.
     """
-    source = supernet.state_dict()
+    source = supernet.state_dict() if isinstance(supernet, nn.Module) else supernet
     target = fixed.state_dict()
     missing = [k for k in target if k not in source]
     if missing:

@@ -10,7 +10,9 @@ In the supernet (AutoGAN's shared GAN) the weights are shared by all architectur
 op choice: each conv order has its own convs, each up mode its own (transposed-conv) weights,
 BatchNorm its own affine parameters; the shortcut and the skip-in convs exist once. The search is
 single path (a genotype per forward); ``n_cells`` lets multi-level search generate from the first
-one or two cells at 8 or 16 px.
+one or two cells at 8 or 16 px: per forward in the supernet, or for good in a fixed network built
+with ``n_cells`` (only those cells exist, so it inherits just their weights and ``resolution`` is
+``bottom_width * 2**n_cells``).
 """
 
 from __future__ import annotations
@@ -166,28 +168,40 @@ class AutoGanCell(nn.Module):
 
 
 class AutoGanGenerator(Searchable):
-    """Linear(latent -> bottom_width^2 x width) -> 3 cells -> BN/ReLU/conv3x3/tanh head."""
+    """Linear(latent -> bottom_width^2 x width) -> 3 cells -> BN/ReLU/conv3x3/tanh head.
+
+    ``n_cells`` < 3 builds only the first cells (a multi-level search stage's candidate).
+    """
 
     space_name = "autogan"
     mixable = False
     latent_dim = 128
 
-    def __init__(self, genotype: Genotype | None, *, width: int, bottom_width: int = 4) -> None:
+    def __init__(
+        self, genotype: Genotype | None, *, width: int, bottom_width: int = 4, n_cells: int = 3
+    ) -> None:
         super().__init__(genotype)
+        cell_genes = spaces.get(self.space_name).cells
+        if not 1 <= n_cells <= len(cell_genes):
+            raise ValueError(f"n_cells must be 1 to {len(cell_genes)}, got {n_cells}")
         self.width = width
         self.bottom_width = bottom_width
-        self.resolution = 8 * bottom_width
+        self.resolution = bottom_width * 2**n_cells
         self.l1 = linear(self.latent_dim, bottom_width**2 * width)
-        cell_genes = spaces.get(self.space_name).cells
         self.cells = nn.ModuleList(
             AutoGanCell(i, genes, None if genotype is None else genotype.cells[i], width)
-            for i, genes in enumerate(cell_genes)
+            for i, genes in enumerate(cell_genes[:n_cells])
         )
         self.head = to_rgb(width)
 
-    def forward(self, z: torch.Tensor, arch: Arch = None, *, n_cells: int = 3) -> torch.Tensor:
-        """Images in [-1, 1]; ``n_cells`` < 3 stops early (8 or 16 px at bottom width 4) for
-        multi-level search, and the genes of the cells not run are ignored."""
+    def forward(
+        self, z: torch.Tensor, arch: Arch = None, *, n_cells: int | None = None
+    ) -> torch.Tensor:
+        """Images in [-1, 1]; ``n_cells`` below the cells built stops early (8 or 16 px at
+        bottom width 4) for multi-level search, and the genes of the cells not run are ignored."""
+        n_cells = len(self.cells) if n_cells is None else n_cells
+        if not 1 <= n_cells <= len(self.cells):
+            raise ValueError(f"n_cells must be 1 to {len(self.cells)} (cells built), got {n_cells}")
         picks = self.picks(arch)
         h = self.l1(z).view(-1, self.width, self.bottom_width, self.bottom_width)
         skips: list[torch.Tensor] = []

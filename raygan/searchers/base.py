@@ -1,65 +1,23 @@
 """The thin layer between a plain ask/tell search algorithm and Ray Tune.
 
-An algorithm (NSGA-II population, RL controller) knows nothing about Ray. It satisfies
-:class:`AskTell`: ``ask`` proposes one configuration (or ``None`` while it waits for results),
-``tell`` takes the result of a proposal (``None`` for a failed trial), ``finished`` says the
-search is over, and ``state_dict``/``load_state_dict`` carry its whole state as plain,
-picklable data.
-
-:class:`AskTellSearcher` adapts any such algorithm to ``ray.tune.search.Searcher``: ``suggest``
-asks, ``on_trial_complete`` tells, and ``save``/``restore`` persist the algorithm's state with
-the mapping of live Tune trials to proposals, so ``Tuner.restore`` resumes a search exactly
-where it stopped: finished trials stay told, unfinished ones are re-run by Tune and told once.
+:class:`AskTellSearcher` adapts any :class:`~raygan.searchers.asktell.AskTell` algorithm to
+``ray.tune.search.Searcher``: ``suggest`` asks, ``on_trial_complete`` tells, and
+``save``/``restore`` persist the algorithm's state with the mapping of live Tune trials to
+proposals, so ``Tuner.restore`` resumes a search exactly where it stopped: finished trials stay
+told, unfinished ones are re-run by Tune and told once.
 """
 
 from __future__ import annotations
 
-import math
 import pickle
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 from ray.tune.search import Searcher
 
+from raygan.searchers.asktell import AskTell, Suggestion, objectives_of
 
-class Suggestion(NamedTuple):
-    """One proposal: a key the algorithm recognises in ``tell``, and the trial's config."""
-
-    key: str
-    config: dict[str, Any]
-
-
-class AskTell(Protocol):
-    metrics: tuple[str, ...]
-    modes: tuple[str, ...]
-
-    def ask(self) -> Suggestion | None: ...
-
-    def tell(self, key: str, result: Mapping[str, float] | None) -> None: ...
-
-    @property
-    def finished(self) -> bool: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-def objectives_of(result: Mapping[str, Any] | None, metrics: tuple[str, ...]) -> dict | None:
-    """The named metrics of a trial result, or ``None`` if it failed or any value is not finite."""
-    if result is None:
-        return None
-    values = {}
-    for m in metrics:
-        v = result.get(m)
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            return None
-        if not math.isfinite(v):
-            return None
-        values[m] = v
-    return values
+__all__ = ["AskTell", "AskTellSearcher", "Suggestion", "objectives_of"]
 
 
 class AskTellSearcher(Searcher):

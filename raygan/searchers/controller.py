@@ -44,14 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from raygan import spaces
+from raygan.searchers.asktell import Suggestion
 from raygan.spaces import Genotype, Space
-
-
-class Suggestion(NamedTuple):
-    """Same shape as ``raygan.searchers.base.Suggestion``, defined here to keep Ray out."""
-
-    key: str
-    config: dict[str, Any]
 
 
 class LSTMState(NamedTuple):
@@ -146,7 +140,7 @@ class Controller(nn.Module):
                     a = int(actions[i][j])
                 log_prob = log_prob + logp[a]
                 entropy = entropy - (logp.exp() * logp).sum()
-                x = self.embedding(torch.tensor([self.offsets[d] + a]))
+                x = self.embedding.weight[self.offsets[d] + a].unsqueeze(0)
                 cell_actions.append(a)
             taken.append(tuple(cell_actions))
         return Rollout(tuple(taken), log_prob, entropy, LSTMState(h, c, x))
@@ -244,11 +238,8 @@ class ControllerSearch:
             raise ValueError("need batch_size >= 1 and 1 <= keep <= candidates")
         self.batch_size, self.candidates, self.keep = batch_size, candidates, keep
         self.lr, self.betas = lr, tuple(betas)
-        self.baseline_decay, self.entropy_weight, self.hidden = (
-            baseline_decay,
-            entropy_weight,
-            hidden,
-        )
+        self.baseline_decay, self.entropy_weight = baseline_decay, entropy_weight
+        self.hidden = hidden
         self.filler = self._filler(filler)
 
         self._generator = torch.Generator().manual_seed(seed)
@@ -448,9 +439,8 @@ class ControllerSearch:
         return reward if math.isfinite(reward) else self.penalty
 
     def _close_batch(self) -> None:
-        batch = sorted(self._batch.values(), key=lambda p: p.index)
         if self.phase == "search":
-            self._update(batch)
+            self._update(sorted(self._batch.values(), key=lambda p: p.index))
             self._batch.clear()
             self.step += 1
             self.total_updates += 1
@@ -472,7 +462,7 @@ class ControllerSearch:
             self.controller.evaluate(p.actions, cells, self._prefix_state(p.prefix)) for p in batch
         ]
         totals = [
-            p.reward + self.entropy_weight * float(r.entropy)
+            p.reward + self.entropy_weight * float(r.entropy.detach())
             for p, r in zip(batch, rollouts, strict=True)
         ]
         mean = sum(totals) / len(totals)

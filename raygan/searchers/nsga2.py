@@ -1,6 +1,6 @@
 """NSGA-II over a raygan search space: EAGAN's evolutionary search (METHODS.md section 3).
 
-Plain numpy, no Ray: :class:`NSGA2` satisfies ``raygan.searchers.base.AskTell``, so it runs
+Plain numpy, no Ray: :class:`NSGA2` satisfies ``raygan.searchers.asktell.AskTell``, so it runs
 under Tune through ``raygan.searchers.tune.NSGA2Searcher`` and in tests on its own. The paper
 leaves these choices open; they are fixed here:
 
@@ -37,25 +37,19 @@ import logging
 import math
 import pickle
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from raygan import spaces
 from raygan.pareto import non_dominated_sort, ranks_and_crowding
+from raygan.searchers.asktell import Suggestion, objectives_of
 from raygan.spaces import Genotype, Space
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 1000
 """Breeding attempts for one child before the space is declared exhausted around the parents."""
-
-
-class Suggestion(NamedTuple):
-    """Same shape as ``raygan.searchers.base.Suggestion``, defined here to keep Ray out."""
-
-    key: str
-    config: dict[str, Any]
 
 
 class NSGA2:
@@ -175,7 +169,8 @@ class NSGA2:
             ident = self._out.pop(key)
         except KeyError:
             raise KeyError(f"NSGA2: {key!r} is not a proposal awaiting a result") from None
-        values = self._values(result)
+        told = objectives_of(result, self.metrics)
+        values = None if told is None else tuple(told[m] for m in self.metrics)
         self._objectives[ident] = values
         self._rows[key] = {
             "individual": ident,
@@ -188,15 +183,6 @@ class NSGA2:
         }
         if not self._queue and not self._out:
             self._close_generation()
-
-    def _values(self, result: Mapping[str, Any] | None) -> tuple[float, ...] | None:
-        if result is None:
-            return None
-        try:
-            values = tuple(float(result[m]) for m in self.metrics)
-        except (KeyError, TypeError, ValueError):
-            return None
-        return values if all(math.isfinite(v) for v in values) else None
 
     def _columns(self, values: tuple[float, ...] | None) -> dict[str, float]:
         return dict(zip(self.metrics, values or (math.nan,) * len(self.metrics), strict=True))

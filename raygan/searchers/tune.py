@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from raygan.searchers.base import AskTellSearcher
+from raygan.searchers.controller import ControllerSearch
 from raygan.searchers.nsga2 import NSGA2
 from raygan.spaces import Space
 
@@ -47,4 +48,34 @@ class NSGA2Searcher(AskTellSearcher):
             algorithm = space
         else:
             algorithm = NSGA2(space, **nsga2_kwargs)
+        super().__init__(algorithm, config=config)
+
+
+class RLControllerSearcher(AskTellSearcher):
+    """AutoGAN's RL controller under Tune: each trial scores one sampled architecture.
+
+    Pass a :class:`~raygan.searchers.controller.ControllerSearch`, or its keyword arguments.
+    The trial config holds ``genotype`` (always a full, valid genotype string),
+    ``mlas_stage``, ``active_cells`` (the cells searched so far; the rest are filler),
+    ``controller_step``, ``phase`` ("search", or "select" for a stage's end candidates) and
+    ``entropy``; ``config`` (and Tune's ``param_space``) adds fixed fields. The trainable
+    reports the reward metric ("is" by default). A trial that errors or reports no finite
+    reward scores the search's ``penalty``. Proposals go out a batch at a time, so at most
+    ``batch_size`` trials (``candidates`` at a stage's end) run at once;
+    ``algorithm.total_trials`` is the whole search's trial count.
+    """
+
+    def __init__(
+        self,
+        algorithm: ControllerSearch | None = None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        **controller_kwargs: Any,
+    ):
+        if algorithm is not None and controller_kwargs:
+            raise TypeError(
+                f"RLControllerSearcher got a ControllerSearch and its arguments {controller_kwargs}"
+            )
+        if algorithm is None:
+            algorithm = ControllerSearch(**controller_kwargs)
         super().__init__(algorithm, config=config)

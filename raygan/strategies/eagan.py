@@ -319,15 +319,16 @@ class EaganSearch:
             self.save()
 
     def prepare_metrics(self) -> None:
-        """Build the feature extractor and the reference statistics once, before any trial."""
+        """Resolve the extractor once (every trial uses the same) and cache the reference
+        statistics before any trial, so no trial ever makes a real-data pass."""
         from raygan import metrics
+        from raygan.trainable import reference_for
 
-        metrics.prepare(
-            metrics.Reference(self.args.dataset, 8 * self.bottom_width, root=self.args.data_root),
-            num_samples=self.args.eval_samples,
-            extractor=self.args.extractor,
-            inception_weights=self.args.inception_weights,
-        )
+        a = self.args
+        extractor = metrics.resolve_extractor(a.extractor, inception_weights=a.inception_weights)
+        a.extractor = extractor.name
+        reference = reference_for(self.base_config(1), 8 * self.bottom_width)
+        metrics.reference_statistics(reference, extractor)
 
     def run_stage(self, stage: int) -> None:
         if self.state["algorithm"] is None:
@@ -337,9 +338,8 @@ class EaganSearch:
         algorithm.load_state_dict(self.state["algorithm"])
         while not algorithm.finished:
             generation = algorithm.generation
-            print(
-                f"[eagan] stage {stage} generation {generation}/{self.args.generations}", flush=True
-            )
+            total = self.args.generations
+            print(f"[eagan] stage {stage}: generation {generation} ({generation + 1} of {total})")
             if stage == 1:
                 self.supernet_round(algorithm, generation)
             rows = self.score_generation(algorithm, stage, generation)
@@ -348,7 +348,7 @@ class EaganSearch:
                 self.reset_weights(rows)
             self.state["algorithm"] = algorithm.state_dict()
             self.save()
-        self.write_best(stage, algorithm)
+        self.write_best(stage)
 
     def supernet_round(self, algorithm: NSGA2, generation: int) -> None:
         from raygan import supernet
@@ -420,7 +420,11 @@ class EaganSearch:
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
-                    search_alg=searcher, num_samples=-1, max_concurrent_trials=self.args.concurrency
+                    search_alg=searcher,
+                    num_samples=-1,
+                    max_concurrent_trials=self.args.concurrency,
+                    reuse_actors=True,
+                    trial_dirname_creator=trial_dirname,
                 ),
                 run_config=tune.RunConfig(
                     name=name,
@@ -439,9 +443,9 @@ class EaganSearch:
             trial = trials.get(proposal.key)
             ok = trial is not None and trial.status == "TERMINATED" and trial.last_result
             algorithm.tell(proposal.key, trial.last_result if ok else None)
-        history = {h["individual"]: h for h in algorithm.history()}
+        history = {h["individual"]: h for h in algorithm.history() if h["generation"] == generation}
         rows = []
-        for key, trial in trials.items():
+        for trial in trials.values():
             row = row_from_trial(trial, self.experiment, "eagan")
             h = history[row["individual"]]
             row.update(rank=h.get("rank"), crowding=h.get("crowding"))
@@ -464,9 +468,10 @@ class EaganSearch:
         self.state.update(stage=2, algorithm=None, g_reset=self.state["supernet"], d_weights={})
         self.save()
 
-    def write_best(self, stage: int, algorithm: NSGA2) -> None:
+    def write_best(self, stage: int) -> None:
         df = results.load(self.out)
-        last = df[(df["stage"] == stage) & (df["generation"] == algorithm.generation - 1)]
+        df = df[df["stage"] == stage]
+        last = df[df["generation"] == df["generation"].max()]
         front = last[(last["rank"] == 0) & (last["status"] == "ok")]
         if front.empty:
             raise RuntimeError(f"stage {stage} ended with no successful individual")
@@ -485,6 +490,11 @@ class EaganSearch:
         for name in names:
             spaces.write_arch_file(os.path.join(self.out, name), arch, comment=note)
         print(f"[eagan] stage {stage} pick: {g} / {d} -> {os.path.join(self.out, names[-1])}")
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folders (Tune's default spells out the whole config)."""
+    return f"trial-{trial.trial_id}"
 
 
 def _trials_of(grid) -> list:

@@ -1,0 +1,100 @@
+"""`raygan search eagan` as a user runs it: killed mid-generation, resumed, analysed."""
+
+import glob
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+
+from raygan import results, spaces
+from raygan.cli import main
+from raygan.strategies.eagan import hypervolume_by_generation
+
+P, GENERATIONS = 4, 2
+TINY = ["--population", str(P), "--generations", str(GENERATIONS), "--gf", "16", "--df", "16",
+        "--warmup-steps", "10", "--round-steps", "10", "--s2-steps", "4", "--g-batch", "16",
+        "--d-batch", "16", "--eval-samples", "200", "--max-images", "500", "--workers", "2"]
+
+
+def finished_trials(out: str, experiment: str) -> int:
+    """Trials of one Tune experiment that reached their final report."""
+    count = 0
+    for path in glob.glob(os.path.join(out, "tune", experiment, "*", "result.json")):
+        with open(path) as f:
+            count += any(json.loads(line).get("done") for line in f if line.strip())
+    return count
+
+
+def final_reports_per_trial(out: str) -> list[int]:
+    counts = []
+    for path in glob.glob(os.path.join(out, "tune", "*", "*", "result.json")):
+        with open(path) as f:
+            counts.append(sum(bool(json.loads(line).get("done")) for line in f if line.strip()))
+    return counts
+
+
+def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, capsys):
+    out = str(tmp_path / "eagan")
+    cmd = [sys.executable, "-m", "raygan.cli", "search", "eagan", *TINY, "--out", out]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 420
+    while finished_trials(out, "stage1-gen1") < 1 and proc.poll() is None:
+        assert time.time() < deadline, "search made no progress"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    proc.wait()
+    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    before = results.load(out)
+    assert set(before["generation"]) == {0}  # generation 1 was cut off mid-way
+
+    assert main(["search", "eagan", *TINY, "--out", out, "--resume"]) == 0
+
+    df = results.load(out)
+    assert len(df) == P * GENERATIONS * 2
+    assert df.groupby(["stage", "generation"]).size().eq(P).all()
+    assert not df.duplicated(["stage", "generation", "individual"]).any()
+    # rows written before the kill are still there, unchanged
+    pd.testing.assert_frame_equal(df.iloc[: len(before)].reset_index(drop=True),
+                                  before.reset_index(drop=True))
+    # no finished trial ran twice: every trial reached its final report exactly once
+    assert final_reports_per_trial(out) and set(final_reports_per_trial(out)) == {1}
+    assert (df["status"] == "ok").all()
+    for column in ("is", "fid", "g_params", "d_params", "rank", "crowding"):
+        assert df[column].notna().all(), column
+    assert all(math.isfinite(v) for v in df["fid"])
+    s1, s2 = df[df.stage == 1], df[df.stage == 2]
+    assert s1["g_genotype"].nunique() > 1 and s1["d_genotype"].eq("autogan_d:").all()
+    assert s2["g_genotype"].nunique() == 1 and s2["d_genotype"].nunique() > 1
+    assert s2["g_genotype"].iloc[0] == spaces.read_arch_file(f"{out}/stage1_best.yaml").g.__str__()
+    best = spaces.read_arch_file(f"{out}/best.yaml")
+    assert best.d.space == "eagan_d" and best.gf == 256 and best.df == 128
+    # generation 1 children name their parents; rank and crowding were recorded at selection
+    assert s1[s1.generation == 1]["parents"].map(len).gt(0).any()
+    assert (df["rank"] >= 0).all()
+    for stage in (1, 2):
+        hv = hypervolume_by_generation(df, stage)
+        assert list(hv["generation"]) == [0, 1] and (hv["hypervolume"] > 0).all()
+
+    capsys.readouterr()
+    assert main(["analyze", out]) == 0
+    text = capsys.readouterr().out
+    assert "EAGAN stage 1" in text and "Pareto front" in text and "hypervolume" in text
+    for name in ("pareto_stage1.png", "pareto_stage2.png", "hypervolume_stage1.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 1000
+
+
+def test_bad_spec_stops_before_ray_with_one_line(tmp_path, capsys):
+    out = str(tmp_path / "x")
+    assert main(["search", "eagan", "--population", "5", "--out", out]) == 2
+    assert "--population must be even" in capsys.readouterr().err
+    assert main(["search", "eagan", "--out", out, "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["search", "eagan", "--dataset", "cifar10", "--data-root", "/nowhere",
+                 "--out", out]) == 2
+    assert not os.path.exists(os.path.join(out, "trials.parquet"))
