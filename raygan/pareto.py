@@ -12,7 +12,7 @@ Conventions that matter for a search:
   selection takes them only when nothing else is left.
 - **Speed.** Sorting is the dominance-depth recursion ``rank(j) = 1 + max rank of j's
   dominators`` over rows in lexicographic order (only an earlier row can dominate a later one),
-  evaluated a block of rows at a time with numpy: about 0.1 s for 10,000 points x 3 objectives
+  evaluated a block of rows at a time with numpy: 0.1-0.3 s for 10,000 points x 3 objectives
   (``bench/bench_pareto.py``), against minutes for the pairwise Python loop.
 """
 

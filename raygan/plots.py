@@ -25,6 +25,12 @@ def _pyplot():
     return plt
 
 
+def _integer_ticks(axis) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig, path: str) -> list[str]:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
@@ -41,10 +47,12 @@ def scatter(
     *,
     color: str | None = None,
     highlight: pd.DataFrame | None = None,
+    highlight_label: str = "Pareto front",
     title: str = "",
     invert_x: bool = False,
 ) -> list[str]:
-    """``y`` against ``x``, coloured by ``color``; ``highlight`` rows ringed and joined."""
+    """``y`` against ``x``, coloured by ``color``; ``highlight`` rows ringed (not joined: a
+    front over more than these two objectives is not a line in their plane)."""
     plt = _pyplot()
     if plt is None or df.empty:
         return []
@@ -53,18 +61,18 @@ def scatter(
         df[x], df[y], c=df[color] if color else None, cmap="viridis", s=28, alpha=0.8
     )
     if color:
-        fig.colorbar(points, ax=ax, label=color)
+        bar = fig.colorbar(points, ax=ax, label=color)
+        if pd.api.types.is_integer_dtype(df[color]):
+            _integer_ticks(bar.ax.yaxis)
     if highlight is not None and not highlight.empty:
-        h = highlight.sort_values(x)
-        ax.plot(
-            h[x],
-            h[y],
-            "o-",
-            mfc="none",
-            mec="crimson",
-            color="crimson",
-            ms=10,
-            label="Pareto front",
+        ax.scatter(
+            highlight[x],
+            highlight[y],
+            s=140,
+            facecolors="none",
+            edgecolors="crimson",
+            linewidths=1.5,
+            label=highlight_label,
         )
         ax.legend()
     if invert_x:
@@ -95,6 +103,8 @@ def line(
             label = " ".join(str(v) for v in (f"{group} {key}" if group else None, y) if v)
             ax.plot(part[x], part[y], marker="o", ms=3, label=label)
     ax.set(xlabel=x, ylabel=ys[0] if len(ys) == 1 else "", title=title)
+    if pd.api.types.is_integer_dtype(df[x]):
+        _integer_ticks(ax.xaxis)
     ax.grid(alpha=0.3)
     if group or len(ys) > 1:
         ax.legend(fontsize=8)

@@ -592,6 +592,7 @@ def analyze(df: pd.DataFrame, out_dir: str) -> str:
             os.path.join(out_dir, f"pareto_stage{stage}.png"),
             color="generation",
             highlight=front,
+            highlight_label="Pareto front (last generation, 3 objectives)",
             invert_x=True,
             title=f"EAGAN stage {stage}: every individual (IS up, FID down)",
         )
