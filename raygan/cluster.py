@@ -3,24 +3,42 @@
 On one machine ``ray.init()`` starts a local cluster (the embedded default). ``address="auto"``
 or ``ray://...`` joins a running cluster (after ``ray up cluster.yaml``). Trials ask for
 ``cpus`` and ``gpus`` each; fractional GPUs pack several small GANs onto one large GPU.
+
+On a cluster every node must reach the experiment's storage (``--out s3://bucket/prefix``):
+trials write their checkpoints there and the driver writes the trial table there.
+:func:`check_storage` proves that before anything starts. :func:`local_cluster` runs several
+Ray nodes on this one machine, for tests and benchmarks of multi-node behaviour.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import ray
+
+from raygan.errors import UsageError
+
+STORAGE_TIMEOUT_S = 60.0
+
+
+def _quiet_ray() -> None:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # raygan prints its own progress; Tune's per-experiment banners and checkpoint-frequency
+    # advice would drown it (trials checkpoint often on purpose, to be resumable).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Start or join Ray once per process; quiet by default (no dashboard, no usage stats)."""
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # raygan prints its own progress; Tune's per-experiment banners and checkpoint-frequency
-    # advice would drown it (trials checkpoint often on purpose, to be resumable).
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    _quiet_ray()
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
@@ -35,3 +53,81 @@ def trial_resources(cpus: float, gpus: float) -> dict[str, float]:
 def storage_uri(path: str) -> str:
     """Tune wants an absolute local path or a filesystem URI."""
     return path if "://" in path else os.path.abspath(path)
+
+
+def check_storage(uri: str, *, timeout_s: float = STORAGE_TIMEOUT_S) -> None:
+    """Fail fast, before Ray starts, when the experiment's storage cannot be written.
+
+    Creates the folder (local path or URI, through the same filesystem layer as the trial
+    table) and writes and deletes a small probe file in it. Anything that goes wrong (unknown
+    scheme, no credentials, no such bucket, no network, a read-only location, no answer within
+    ``timeout_s``) raises :class:`UsageError` with one line naming ``uri`` and the reason.
+    """
+    from raygan import results
+
+    failure: list[BaseException] = []
+
+    def probe() -> None:
+        try:
+            fs, root = results.filesystem(uri)
+            fs.create_dir(root, recursive=True)
+            name = f"{root.rstrip('/')}/.raygan-probe-{uuid.uuid4().hex[:12]}"
+            with fs.open_output_stream(name) as f:
+                f.write(b"raygan")
+            fs.delete_file(name)
+        except BaseException as err:  # reported below, in the caller's thread
+            failure.append(err)
+
+    worker = threading.Thread(target=probe, name="raygan-check-storage", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise UsageError(f"storage {uri} did not answer within {timeout_s:g} s{_hint(uri)}")
+    if failure:
+        reason = " ".join(str(failure[0]).split()) or type(failure[0]).__name__
+        raise UsageError(f"cannot write to storage {uri}: {reason}{_hint(uri)}")
+
+
+def _hint(uri: str) -> str:
+    if uri.startswith(("s3://", "s3a://")):
+        return (
+            " (check the bucket name and that this machine has AWS credentials for it:"
+            " AWS_PROFILE, ~/.aws/credentials or an instance role)"
+        )
+    if uri.startswith(("gs://", "gcs://")):
+        return " (check the bucket name and the Google Cloud credentials of this machine)"
+    return ""
+
+
+@contextlib.contextmanager
+def local_cluster(
+    nodes: int = 3, *, cpus_per_node: float = 1, **node_args: Any
+) -> Iterator[ray.cluster_utils.Cluster]:
+    """A Ray cluster of ``nodes`` nodes on this machine with this process as its driver.
+
+    ``ray.cluster_utils.Cluster``: a head and ``nodes - 1`` worker nodes, each a real raylet
+    with ``cpus_per_node`` CPUs and ``node_args`` (e.g. ``resources``), so placement, spreading
+    and node loss (``cluster.remove_node``) behave as on separate machines. Ray must not be
+    initialised in this process yet. Set ``RAY_TMPDIR`` to a private folder first when other
+    Ray instances may share the machine: a Cluster records its address in
+    ``$RAY_TMPDIR/ray/ray_current_cluster``, where a plain ``ray.init()`` elsewhere would find it.
+    """
+    import ray.cluster_utils
+
+    if ray.is_initialized():
+        raise RuntimeError("local_cluster needs a process where Ray is not initialised yet")
+    _quiet_ray()
+    args = {"num_cpus": cpus_per_node, "include_dashboard": False, **node_args}
+    cluster = ray.cluster_utils.Cluster(initialize_head=True, head_node_args=args)
+    try:
+        worker_args = {
+            k: v for k, v in args.items() if k not in ("include_dashboard", "_system_config")
+        }
+        for _ in range(nodes - 1):
+            cluster.add_node(**worker_args)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

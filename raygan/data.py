@@ -79,19 +79,14 @@ def _subset(images: torch.Tensor, max_images: int | None, seed: int) -> torch.Te
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "ring", "cross", "star", "crescent", "ellipse")
 SHAPES_DEFAULT_SIZE = 50_000
-SHAPE_FACTORS = 12
 _PIXELS_PER_CHUNK = 1 << 22
 
 
 class Shapes(NamedTuple):
-    """Images with what generated them: ``labels`` (shape index into ``SHAPE_CLASSES``) and
-    ``factors`` (N, SHAPE_FACTORS) floats in [0, 1]: centre x, y, size, shape RGB, background RGB at both
-    ends of the gradient. raygan's metric extractor learns both, so its features see colour
-    and layout, not just shape."""
+    """uint8 images (N, 3, R, R) and their labels: shape indices into ``SHAPE_CLASSES``."""
 
     images: torch.Tensor
     labels: torch.Tensor
-    factors: torch.Tensor
 
 
 def _polygon(u: torch.Tensor, v: torch.Tensor, sides: int, inradius: float) -> torch.Tensor:
@@ -175,8 +170,7 @@ def make_shapes(n: int, resolution: int = 32, seed: int = 0) -> Shapes:
             a, b, f = (c[idx, :, None, None] for c in (bg_a, bg_b, fg))
             img = torch.lerp(a + (b - a) * t, f, alpha)
             images[idx] = img.mul_(255).round_().to(torch.uint8)
-    factors = torch.cat([centre + 0.5, ((size - 0.4) / 0.3)[:, None], fg, bg_a, bg_b], dim=1)
-    return Shapes(images, labels, factors)
+    return Shapes(images, labels)
 
 
 def _load_shapes(

@@ -61,24 +61,30 @@ KID_SUBSET_SIZE = 1000
 
 
 class ShapesNet(nn.Module):
-    """The network behind ``raygan-shapes-v1``: float images in [-1, 1] at 32 px in;
-    128-d features, shape-class logits and generating-factor estimates out."""
+    """The network behind ``raygan-shapes-v1``: float images in [-1, 1] at 32 px in; FID/KID
+    features and shape-class logits out.
+
+    The conv trunk sees each image minus its mean colour, which makes shape classification
+    learnable in a few hundred steps (it need not first learn to ignore the background). The
+    colour that removes is given back to the features as a 4x4 thumbnail of the image, so
+    they describe the shape (average- and max-pooled trunk activations, 256 values) and the
+    colour layout (48 values).
+    """
 
     INPUT_SIZE = 32
-    FEATURE_DIM = 128
+    FEATURE_DIM = 2 * 128 + 3 * 4 * 4
 
     def __init__(self) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for c_in, c_out, stride in ((3, 32, 1), (32, 64, 2), (64, 128, 2), (128, 128, 2)):
+        for c_in, c_out, stride in ((3, 16, 1), (16, 32, 2), (32, 64, 2), (64, 128, 2)):
             layers += [
                 nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
                 nn.BatchNorm2d(c_out),
                 nn.ReLU(inplace=True),
             ]
-        self.trunk = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.classes = nn.Linear(self.FEATURE_DIM, len(data.SHAPE_CLASSES))
-        self.factors = nn.Linear(self.FEATURE_DIM, data.SHAPE_FACTORS)
+        self.trunk = nn.Sequential(*layers)
+        self.classes = nn.Linear(2 * 128, len(data.SHAPE_CLASSES))
 
     @classmethod
     def prepare(cls, images: torch.Tensor) -> torch.Tensor:
@@ -89,24 +95,28 @@ class ShapesNet(nn.Module):
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         return x.div_(127.5).sub_(1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        features = self.trunk(x)
-        return features, self.classes(features), self.factors(features)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(x - x.mean((2, 3), keepdim=True))
+        shape = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+        colour = F.adaptive_avg_pool2d(x, 4).flatten(1)
+        return torch.cat([shape, colour], 1), self.classes(shape)
 
 
-TRAIN_STEPS = 600
-TRAIN_BATCH = 128
-TRAIN_IMAGES = 20_000
+TRAIN_STEPS = 500
+TRAIN_BATCH = 64
+TRAIN_IMAGES = 16_000
 TRAIN_SEED = 20_240_601
 
 
 def train_shapes_net(steps: int = TRAIN_STEPS, seed: int = TRAIN_SEED) -> ShapesNet:
-    """Train :class:`ShapesNet` from scratch, deterministically, on the CPU.
+    """Train :class:`ShapesNet` from scratch, deterministically.
 
-    Everything random (initial weights, data, batch order) comes from ``seed``, and the CPU
-    is used even where a GPU is present, so that the same version trains the same weights.
-    A quarter of the images are rendered at 16 px and a quarter at 64 px, then brought to
-    32 px like any input, so that the features hold for generators at other resolutions.
+    Everything random (initial weights, data, batch order) comes from ``seed``. Training runs
+    on the CPU with one thread, wherever it runs: parallel reductions would make the weights
+    depend on the thread count, and a second thread slows it down badly on a busy host (Ray
+    trials share the cores). A quarter of the images are
+    rendered at 16 px and a quarter at 64 px, then brought to 32 px like any input, so that
+    the classifier holds for generators at other resolutions.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -119,22 +129,25 @@ def train_shapes_net(steps: int = TRAIN_STEPS, seed: int = TRAIN_SEED) -> Shapes
     ]
     images = torch.cat([ShapesNet.prepare(p.images) for p in parts])
     labels = torch.cat([p.labels for p in parts])
-    factors = torch.cat([p.factors for p in parts])
 
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps))
     )
-    net.train()
-    for _ in range(steps):
-        idx = torch.randint(images.shape[0], (TRAIN_BATCH,), generator=g)
-        _, logits, predicted = net(images[idx])
-        loss = F.cross_entropy(logits, labels[idx]) + 10 * F.mse_loss(predicted, factors[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net.train()
+        for _ in range(steps):
+            idx = torch.randint(images.shape[0], (TRAIN_BATCH,), generator=g)
+            loss = F.cross_entropy(net(images[idx])[1], labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    finally:
+        torch.set_num_threads(threads)
     return net.eval()
 
 
@@ -162,9 +175,9 @@ def shapes_extractor_weights(cache_dir: Path | None = None) -> Path:
 
 class ShapesFeatureExtractor(FeatureExtractorBase):
     """``raygan-shapes-v1`` as torch-fidelity sees it: uint8 images in, the requested
-    features out ("128" for FID/KID, "logits" for the Inception Score)."""
+    features out ("features" for FID/KID, "logits" for the Inception Score)."""
 
-    FEATURES = (str(ShapesNet.FEATURE_DIM), "logits")
+    FEATURES = ("features", "logits")
 
     def __init__(
         self,
@@ -186,15 +199,14 @@ class ShapesFeatureExtractor(FeatureExtractorBase):
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric: str) -> str:
-        return "logits" if metric == "isc" else str(ShapesNet.FEATURE_DIM)
+        return "logits" if metric == "isc" else "features"
 
     @staticmethod
     def can_be_compiled() -> bool:
         return False
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        features, logits, _ = self.net(ShapesNet.prepare(images))
-        named = dict(zip(self.FEATURES, (features, logits), strict=True))
+        named = dict(zip(self.FEATURES, self.net(ShapesNet.prepare(images)), strict=True))
         return tuple(named[name] for name in self.features_list)
 
 
@@ -232,7 +244,7 @@ _WEIGHTS: dict[str, Callable[[str | os.PathLike | None, Path], Path | None]] = {
     INCEPTION: lambda explicit, cache: _inception_weights(explicit),
     SHAPES_EXTRACTOR: lambda explicit, cache: shapes_extractor_weights(cache),
 }
-EXTRACTORS: tuple[str, ...] = (AUTO, *_WEIGHTS)
+EXTRACTORS: tuple[str, ...] = tuple(_WEIGHTS)
 
 
 def resolve_extractor(
@@ -246,8 +258,9 @@ def resolve_extractor(
     A search should resolve ``auto`` once and pass the result's name to every trial, so that
     workers with and without Inception weights never mix extractors in one search.
     """
-    if extractor not in EXTRACTORS:
-        raise ValueError(f"unknown extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
+    if extractor != AUTO and extractor not in EXTRACTORS:
+        allowed = ", ".join((AUTO, *EXTRACTORS))
+        raise ValueError(f"unknown extractor {extractor!r}; choose one of {allowed}")
     cache = Path(cache_dir or data.cache_dir())
     if extractor == AUTO:
         extractor = INCEPTION if _inception_weights(inception_weights) else SHAPES_EXTRACTOR
@@ -373,13 +386,14 @@ def reference_statistics(
     extractor: Extractor,
     *,
     batch_size: int = 100,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> ReferenceStats:
     """Compute and cache the reference's features and FID statistics, once.
 
     The first caller on a host computes them under a file lock; every later call (any trial,
-    any process) reads the small record written at the end and touches no image.
+    any process) reads the small record written at the end and touches no image. ``device``
+    defaults to the GPU where there is one.
     """
     cache = Path(cache_dir or data.cache_dir())
     cache_name = f"raygan-{reference.key}-{extractor.tag}"
@@ -387,7 +401,7 @@ def reference_statistics(
     if not record.is_file():
         with _file_lock(record.with_suffix(".lock")):
             if not record.is_file():
-                device = torch.device(device)
+                device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
                 real = _Images(reference.load())
                 with _on(device):
                     result = torch_fidelity.calculate_metrics(
@@ -447,7 +461,8 @@ def evaluate(
     splits and the KID subsets. The generator's train/eval mode is restored afterwards.
 
     Returns ``is``, ``is_std``, ``fid`` (``kid``, ``kid_std`` when asked), ``extractor``,
-    ``num_samples``, ``reference`` (its cache key) and ``reference_images``.
+    ``extractor_weights`` (digest of its weights file), ``num_samples``, ``reference`` (its
+    cache key) and ``reference_images``.
     """
     if isinstance(reference, str):
         reference = Reference(reference, generator.resolution)
@@ -462,7 +477,9 @@ def evaluate(
         )
     cache = Path(cache_dir or data.cache_dir())
     chosen = resolve_extractor(extractor, inception_weights=inception_weights, cache_dir=cache)
-    device = torch.device(device) if device else next(generator.parameters()).device
+    if device is None:
+        device = next((p.device for p in generator.parameters()), torch.device("cpu"))
+    device = torch.device(device)
     stats = reference_statistics(
         reference, chosen, batch_size=batch_size, device=device, cache_dir=cache
     )
@@ -496,6 +513,7 @@ def evaluate(
     return {
         **out,
         "extractor": chosen.name,
+        "extractor_weights": chosen.tag,
         "num_samples": num_samples,
         "reference": reference.key,
         "reference_images": stats.num_images,

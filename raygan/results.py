@@ -7,7 +7,9 @@ writers never overwrite each other, and a search killed at any moment keeps ever
 appended. ``pd.read_parquet(".../trials.parquet")`` reads it directly; :func:`load` does the
 same with the schema applied and rows in append order.
 
-Paths may be local or any URI pyarrow understands (``s3://``, ``gs://``, ``file://``...).
+Paths may be local or a URI: any scheme pyarrow's filesystems know (``s3://``, ``gs://``,
+``hdfs://``, ``file://``), else any fsspec knows (``memory://``, ``az://``...; through
+``pyarrow.fs.PyFileSystem``), so a cluster's table can live on shared object storage.
 
 Columns (every strategy writes the same schema; what does not apply is null):
 
@@ -120,10 +122,25 @@ def table_path(experiment_dir: str) -> str:
     return experiment_dir.rstrip("/") + "/" + TABLE_NAME
 
 
-def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in path:
+def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem behind a local path or URI, and the path within it.
+
+    pyarrow's own filesystems first; a scheme pyarrow does not know goes through fsspec (a
+    ``ValueError`` naming the URI when neither knows it)."""
+    if "://" not in path:
+        return pafs.LocalFileSystem(), os.path.abspath(path)
+    try:
         return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), os.path.abspath(path)
+    except pa.ArrowInvalid as arrow_err:
+        try:
+            import fsspec
+        except ImportError:  # pragma: no cover - fsspec comes with ray[tune]
+            raise ValueError(f"{path}: {arrow_err}") from None
+        try:
+            fs, root = fsspec.core.url_to_fs(path)
+        except (ImportError, ValueError) as err:
+            raise ValueError(f"no filesystem for {path}: {err}") from None
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), root
 
 
 def _clean(value: Any) -> Any:
@@ -153,7 +170,7 @@ def append(experiment_dir: str, rows: Iterable[Mapping[str, Any]]) -> str | None
     if not records:
         return None
     table = pa.Table.from_pylist(records, schema=SCHEMA)
-    fs, root = _filesystem(table_path(experiment_dir))
+    fs, root = filesystem(table_path(experiment_dir))
     fs.create_dir(root, recursive=True)
     name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
     final = f"{root}/{name}"
@@ -174,7 +191,7 @@ def load(path: str) -> pd.DataFrame:
     """
     if not path.rstrip("/").endswith(TABLE_NAME):
         path = table_path(path)
-    fs, root = _filesystem(path)
+    fs, root = filesystem(path)
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         return SCHEMA.empty_table().to_pandas()

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from raygan import storage
+
 ABSENT = -1
 """Gene value meaning "this edge does not exist" (only where a gene allows it)."""
 
@@ -357,17 +359,15 @@ def write_arch_file(path: str, arch: Arch, comment: str = "") -> None:
     ]
     if arch.latent_chunks is not None:
         lines.append(f"latent_chunks: {arch.latent_chunks}")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    storage.write_text(path, "\n".join(lines) + "\n")
 
 
 def read_arch_file(path: str) -> Arch:
     """Read a genotype file; every problem is an :class:`InvalidGenotype` naming the file."""
     try:
-        with open(path) as f:
-            doc = yaml.safe_load(f)
+        doc = yaml.safe_load(storage.read_bytes(path))
     except OSError as err:
-        raise InvalidGenotype(f"cannot read genotype file {path}: {err.strerror}") from None
+        raise InvalidGenotype(f"cannot read genotype file {path}: {err}") from None
     except yaml.YAMLError as err:
         raise InvalidGenotype(f"genotype file {path} is not valid YAML: {err}") from None
     if not isinstance(doc, dict) or not {"g", "d"} <= doc.keys():

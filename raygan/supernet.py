@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from raygan import data, nn, spaces
+from raygan import data, nn, spaces, storage
 from raygan.train import d_hinge_loss, g_hinge_loss, init_weights
 
 STATE_FILE = "state.pt"
@@ -105,7 +105,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             source = torch.load(os.path.join(d, STATE_FILE), weights_only=True)
         start = int(source["round_step"])
     elif spec.init:
-        source = torch.load(spec.init, weights_only=True)
+        source = storage.load_torch(spec.init)
     if source is not None:
         generator.load_state_dict(source["G"])
         discriminator.load_state_dict(source["D"])
@@ -241,7 +241,8 @@ def train_round(
     result = trainer.fit()
     if result.error is not None:
         raise result.error
-    return RoundResult(os.path.join(result.checkpoint.path, STATE_FILE), dict(result.metrics))
+    state = storage.join(storage.checkpoint_uri(result.checkpoint), STATE_FILE)
+    return RoundResult(state, dict(result.metrics))
 
 
 def run_round(spec: RoundSpec, **options: Any) -> str:

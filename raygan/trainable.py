@@ -28,7 +28,7 @@ import torch
 from ray import tune
 from ray.tune import Callback
 
-from raygan import data, metrics, nn, results, spaces
+from raygan import data, metrics, nn, results, spaces, storage
 from raygan.train import Diverged, GANTrainer, TrainConfig, init_weights
 
 STATE_FILE = "state.pt"
@@ -86,8 +86,7 @@ def inherit_weights(trainer: GANTrainer, init_g: str | None, init_d: str | None)
     """Start from other checkpoints' weights: a supernet's shared weights or a trial's."""
     for key, path, module in (("G", init_g, trainer.G), ("D", init_d, trainer.D)):
         if path:
-            state = torch.load(path, map_location=trainer.device, weights_only=True)
-            nn.inherit(module, state[key])
+            nn.inherit(module, storage.load_torch(path, map_location=trainer.device)[key])
     trainer.G_ema.load_state_dict(trainer.G.state_dict())
 
 
@@ -252,12 +251,23 @@ def train_pair(config: dict[str, Any]) -> None:
             run_trial(config, report, resume_dir=resume_dir)
 
 
+def trial_error(trial: Any) -> str:
+    """The last line of an errored trial's traceback (the exception), for the table."""
+    path = getattr(trial, "error_file", None)
+    if path and os.path.isfile(path):
+        with open(path) as f:
+            lines = f.read().strip().splitlines()
+        if lines:
+            return lines[-1][:500]
+    return "trial failed (no error file)"
+
+
 def row_from_trial(trial: Any, experiment: str, strategy: str) -> dict[str, Any]:
     """A trial-table row from a finished (or errored) Tune trial."""
     config = full_config(trial.config)
     last = dict(trial.last_result or {})
     g, d = spaces.Genotype.parse(config["g"]), spaces.Genotype.parse(config["d"])
-    checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
+    checkpoint = storage.checkpoint_uri(trial.checkpoint) if trial.checkpoint else None
     status = last.get("status", "failed")
     if trial.status == "ERROR":
         status = "failed"
@@ -271,7 +281,7 @@ def row_from_trial(trial: Any, experiment: str, strategy: str) -> dict[str, Any]
         "df": config["df"],
         "dataset": config["dataset"],
         "checkpoint": checkpoint,
-        "error": last.get("error") or (str(trial.error_file) if trial.status == "ERROR" else None),
+        "error": last.get("error") or (trial_error(trial) if trial.status == "ERROR" else None),
         **{
             k: last.get(k)
             for k in (

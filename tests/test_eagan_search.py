@@ -41,14 +41,16 @@ def final_reports_per_trial(out: str) -> list[int]:
 def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, capsys):
     out = str(tmp_path / "eagan")
     cmd = [sys.executable, "-m", "raygan.cli", "search", "eagan", *TINY, "--out", out]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    log = open(tmp_path / "first-run.log", "w")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 420
     while finished_trials(out, "stage1-gen1") < 1 and proc.poll() is None:
         assert time.time() < deadline, "search made no progress"
         time.sleep(0.5)
+    assert proc.poll() is None, f"the search exited early with code {proc.returncode}"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
     proc.wait()
+    log.close()
     subprocess.run(["ray", "stop", "--force"], capture_output=True)
     before = results.load(out)
     assert set(before["generation"]) == {0}  # generation 1 was cut off mid-way

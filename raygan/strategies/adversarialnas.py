@@ -167,6 +167,8 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError(f"need 0 < --tau-end <= --tau-start, got {args.tau_end}, {args.tau_start}")
     if args.gpus > 1 and args.gpus != int(args.gpus):
         raise UsageError("--gpus above 1 must be a whole number")
+    if args.gpus and args.address is None and not torch.cuda.is_available():
+        raise UsageError("--gpus given but this machine has no CUDA GPU (or pass --address)")
     cores = os.cpu_count() or 1
     if args.address is None and args.workers * args.cpus > cores:
         raise UsageError(
@@ -212,8 +214,8 @@ class ArchLogits(torch.nn.Module):
         weights = {}
         for group, logits in self.masked().items():
             if tau is not None:
-                uniform = torch.empty_like(logits).exponential_(generator=noise)
-                logits = (logits - uniform.log()) / tau
+                exponential = torch.empty_like(logits).exponential_(generator=noise)
+                logits = (logits - exponential.log()) / tau  # -log Exp(1) ~ Gumbel(0, 1)
             weights[group] = F.softmax(logits, dim=-1)
         return weights
 
@@ -297,10 +299,6 @@ class SearchSpec:
         return 8 * self.bottom_width
 
 
-def _unwrapped(module: torch.nn.Module) -> torch.nn.Module:
-    return getattr(module, "module", module)
-
-
 def _no_wrap(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
@@ -332,10 +330,8 @@ class AdversarialSearch:
         self.g, self.d = g.to(device), d.to(device)
         self.alpha_g, self.alpha_d = alpha_g.to(device), alpha_d.to(device)
         self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False)
-        weights, arch = (
-            {"lr": spec.w_lr, "betas": tuple(spec.w_betas)},
-            {"lr": spec.a_lr, "betas": tuple(spec.a_betas), "weight_decay": spec.a_weight_decay},
-        )
+        weights = {"lr": spec.w_lr, "betas": tuple(spec.w_betas)}
+        arch = {"lr": spec.a_lr, "betas": tuple(spec.a_betas), "weight_decay": spec.a_weight_decay}
         self.opt = {
             "g": torch.optim.Adam(self.g.parameters(), **weights),
             "d": torch.optim.Adam(self.d.parameters(), **weights),
@@ -435,7 +431,8 @@ class AdversarialSearch:
         )
 
     def scored_generator(self) -> MixedGenerator:
-        return MixedGenerator(self.g_ema, self.alpha_g.probabilities())
+        """The EMA supernet with the current softmax weights, in eval mode (BN statistics)."""
+        return MixedGenerator(self.g_ema, self.alpha_g.probabilities()).eval()
 
     # -- checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -58,7 +58,7 @@ import torch
 
 from raygan import nn, results, spaces
 from raygan.errors import UsageError
-from raygan.searchers.base import AskTell, Suggestion, objectives_of
+from raygan.searchers.asktell import AskTell, Suggestion, objectives_of
 from raygan.searchers.controller import ControllerSearch
 from raygan.strategies import common
 
@@ -526,6 +526,10 @@ class AutoganSearch(common.Driver):
             name=f"iteration{iteration:03d}",
             args=self.args,
         )
+        if any(t.status not in ("TERMINATED", "ERROR") for t in trials):
+            # Tune returns early on Ctrl-C: nothing of this iteration is told, the saved state
+            # stays at its start, and --resume restores this Tune experiment.
+            raise KeyboardInterrupt
         by_key = {t.config["proposal"]: t for t in trials}
         rows = []
         while not iteration_over(search, stage, until):
@@ -555,10 +559,13 @@ class AutoganSearch(common.Driver):
         """Tell ``search`` the trial's result; the trial's table row."""
         from raygan.trainable import row_from_trial
 
-        if trial is None or trial.config["g"] != proposal.config["genotype"]:
+        if trial is None:  # Tune was stopped before it asked for this proposal
+            raise KeyboardInterrupt
+        if trial.config["g"] != proposal.config["genotype"]:
             raise RuntimeError(
-                f"iteration {iteration}: no trial matches proposal {proposal.key} "
-                f"({proposal.config['genotype']}); the Tune experiment and the saved search differ"
+                f"iteration {iteration}: the trial of proposal {proposal.key} scored "
+                f"{trial.config['g']}, not {proposal.config['genotype']}: the Tune experiment "
+                f"and the saved search differ"
             )
         ok = trial.status == "TERMINATED" and trial.last_result
         result = trial.last_result if ok else None

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raygan import results, spaces
+from raygan import results, spaces, storage
 from raygan.errors import UsageError
 from raygan.searchers.base import AskTell, Suggestion
 from raygan.searchers.nsga2 import NSGA2
@@ -112,6 +112,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-steps", type=int, help="steps each stage-1 candidate fine-tunes")
     p.add_argument("--s2-steps", type=int, help="stage-2 steps each pair trains per generation")
     p.add_argument("--workers", type=int, help="Ray Train workers for the supernet rounds")
+    p.add_argument("--g-batch", type=int, help="generator batch size")
+    p.add_argument("--d-batch", type=int, help="discriminator batch size (real images)")
     p.add_argument(
         "--stages",
         default="1,2",
@@ -229,19 +231,15 @@ class EaganSearch:
 
     # -- persistence
     def _state_path(self) -> str:
-        return os.path.join(self.out, self.STATE)
+        return storage.join(self.out, self.STATE)
 
     def save(self) -> None:
-        tmp = self._state_path() + ".tmp"
-        with open(tmp, "wb") as f:
-            pickle.dump(self.state, f)
-        os.replace(tmp, self._state_path())
+        storage.write_bytes(self._state_path(), pickle.dumps(self.state))
 
     def load(self) -> bool:
-        if not os.path.exists(self._state_path()):
+        if not storage.exists(self._state_path()):
             return False
-        with open(self._state_path(), "rb") as f:
-            self.state = pickle.load(f)
+        self.state = pickle.loads(storage.read_bytes(self._state_path()))
         return True
 
     # -- settings
@@ -287,7 +285,7 @@ class EaganSearch:
     def run(self) -> None:
         from raygan import cluster
 
-        os.makedirs(self.out, exist_ok=True)
+        storage.makedirs(self.out)
         resumed = self.args.resume and self.load()
         if self.args.resume and not resumed:
             raise UsageError(f"nothing to resume in {self.out} (no {self.STATE})")
@@ -383,7 +381,7 @@ class EaganSearch:
         self.state["supernet"] = supernet.run_round(
             spec,
             name=key,
-            storage_path=cluster.storage_uri(os.path.join(self.out, "supernet")),
+            storage_path=cluster.storage_uri(storage.join(self.out, "supernet")),
             workers=a.workers,
             use_gpu=a.gpus > 0,
             cpus_per_worker=a.cpus,
@@ -408,12 +406,12 @@ class EaganSearch:
             init_d=self.state["d_weights"],
         )
         name = f"stage{stage}-gen{generation}"
-        storage = cluster.storage_uri(os.path.join(self.out, "tune"))
+        tune_root = cluster.storage_uri(storage.join(self.out, "tune"))
         trainable = tune.with_resources(
             train_pair, cluster.trial_resources(self.args.cpus, self.args.gpus)
         )
-        path = os.path.join(storage, name)
-        if os.path.exists(os.path.join(path, "tuner.pkl")):
+        path = storage.join(tune_root, name)
+        if storage.exists(storage.join(path, "tuner.pkl")):
             tuner = tune.Tuner.restore(path, trainable, resume_errored=True)
         else:
             searcher = AskTellSearcher(GenerationView(algorithm, to_trial))
@@ -428,7 +426,7 @@ class EaganSearch:
                 ),
                 run_config=tune.RunConfig(
                     name=name,
-                    storage_path=storage,
+                    storage_path=tune_root,
                     verbose=0,
                     failure_config=tune.FailureConfig(max_failures=2),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -436,6 +434,11 @@ class EaganSearch:
             )
         grid = tuner.fit()
         trials = {t.config["nsga2_key"]: t for t in _trials_of(grid)}
+        ended = [t for t in trials.values() if t.status in ("TERMINATED", "ERROR")]
+        if len(ended) < self.args.population:
+            # Tune stops gracefully on Ctrl-C and returns: nothing of this generation is told,
+            # the saved state stays at its start, and --resume restores this Tune experiment.
+            raise KeyboardInterrupt
         proposals = []
         while (proposal := algorithm.ask()) is not None:
             proposals.append(proposal)
@@ -458,9 +461,9 @@ class EaganSearch:
         if not ok:
             raise RuntimeError("every stage-2 trial of this generation failed; see the table")
         best = pick_best(pd.DataFrame(ok), OBJECTIVES[2])
-        self.state["g_reset"] = os.path.join(best["checkpoint"], "state.pt")
+        self.state["g_reset"] = storage.join(best["checkpoint"], "state.pt")
         self.state["d_weights"] = {
-            r["individual"]: os.path.join(r["checkpoint"], "state.pt") for r in ok
+            r["individual"]: storage.join(r["checkpoint"], "state.pt") for r in ok
         }
 
     def begin_stage2(self) -> None:
@@ -488,8 +491,8 @@ class EaganSearch:
         )
         names = ["stage1_best.yaml"] if stage == 1 else ["stage2_best.yaml", "best.yaml"]
         for name in names:
-            spaces.write_arch_file(os.path.join(self.out, name), arch, comment=note)
-        print(f"[eagan] stage {stage} pick: {g} / {d} -> {os.path.join(self.out, names[-1])}")
+            spaces.write_arch_file(storage.join(self.out, name), arch, comment=note)
+        print(f"[eagan] stage {stage} pick: {g} / {d} -> {storage.join(self.out, names[-1])}")
 
 
 def trial_dirname(trial) -> str:

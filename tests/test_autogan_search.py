@@ -1,0 +1,163 @@
+"""`raygan search autogan` end to end on a tiny budget: three MLAS stages, resume, bad input."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from raygan import results, spaces
+from raygan.cli import main
+from raygan.strategies import autogan, common
+
+ITERATIONS, STEPS, BATCH, CANDIDATES, KEEP = 3, 1, 2, 3, 2
+TINY = [
+    "--gf", "8", "--df", "8", "--iterations", str(ITERATIONS), "--grow-at", "1,2",
+    "--controller-steps", str(STEPS), "--controller-batch", str(BATCH), "--round-steps", "4",
+    "--n-critic", "1", "--g-batch", "8", "--d-batch", "8", "--candidates", str(CANDIDATES),
+    "--keep", str(KEEP), "--eval-samples", "40", "--max-images", "200", "--workers", "1",
+]  # fmt: skip
+PER_ITERATION = STEPS * BATCH + CANDIDATES  # every iteration is its stage's last here
+
+
+def read_state(out: str) -> dict[str, Any]:
+    with open(os.path.join(out, common.Driver.STATE), "rb") as f:
+        return pickle.load(f)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Deep equality of plain state (dicts, lists, numpy arrays, numbers)."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b
+
+
+def table(out: str):
+    df = results.load(out)
+    return df.join(results.extra(df))
+
+
+def test_search_runs_three_stages_and_writes_the_top_k(ray_local, tmp_path, capsys):
+    out = str(tmp_path / "autogan")
+    assert main(["search", "autogan", *TINY, "--reset-window", "0", "--out", out]) == 0
+
+    df = table(out)
+    assert len(df) == ITERATIONS * PER_ITERATION and df["trial_id"].is_unique
+    assert list(df.groupby("stage").size()) == [PER_ITERATION] * 3
+    assert (df["stage"] == df["generation"]).all()  # one iteration per stage
+    assert (df["status"] == "ok").all() and not df["reset"].any()
+    assert all(math.isfinite(r) and r >= 1 for r in df["reward"])  # IS of a working G
+    assert np.allclose(df["reward"], df["is"])
+    # each stage scores at its own resolution, with only its active cells built
+    assert list(df.groupby("stage")["resolution"].unique().map(list)) == [[8], [16], [32]]
+    assert (df["active_cells"] == df["stage"] + 1).all()
+    assert df.groupby("stage")["g_params"].min().is_monotonic_increasing
+    searched = df[df["phase"] == "search"]
+    assert searched["baseline"].notna().all() and searched["entropy"].gt(0).all()
+    assert (df["d_genotype"] == "autogan_d:").all()
+    # a stage's proposals continue from the prefixes the previous stage kept
+    for stage in (1, 2):
+        kept = df[(df["stage"] == stage - 1) & df["kept"].notna()]
+        prefixes = {spaces.Genotype.parse(g).cells[:stage] for g in kept["g_genotype"]}
+        assert len(prefixes) == len(kept) <= KEEP
+        later = df[df["stage"] == stage]["g_genotype"].map(spaces.Genotype.parse)
+        assert all(g.cells[:stage] in prefixes for g in later)
+    # the final top-k: ranked rows and genotype files `raygan train` accepts
+    top = df[(df["stage"] == 2) & df["kept"].notna()].sort_values("kept")
+    assert len(top) == KEEP and list(top["kept"]) == list(range(1, KEEP + 1))
+    for rank, row in enumerate(top.itertuples(), 1):
+        arch = spaces.read_arch_file(os.path.join(out, f"top{rank}.yaml"))
+        assert str(arch.g) == row.g_genotype and str(arch.d) == "autogan_d:"
+        assert (arch.gf, arch.df, arch.bottom_width) == (256, 128, 4)
+    assert spaces.read_arch_file(os.path.join(out, "best.yaml")) == spaces.read_arch_file(
+        os.path.join(out, "top1.yaml")
+    )
+    assert read_state(out)["iteration"] == ITERATIONS
+
+    capsys.readouterr()
+    assert main(["analyze", out]) == 0
+    text = capsys.readouterr().out
+    assert "AutoGAN stage 2" in text and "final top-k" in text
+    assert os.path.getsize(os.path.join(out, "reward_per_stage.png")) > 1000
+
+
+def test_interrupted_search_resumes_with_the_saved_controller(ray_local, tmp_path, monkeypatch):
+    out = str(tmp_path / "autogan")
+    # a loss variance always "under" the threshold: every round resets G and D
+    argv = ["search", "autogan", *TINY, "--reset-window", "2", "--reset-var", "1e9", "--out", out]
+
+    save = autogan.AutoganSearch.save
+
+    def stop_after_stage_0(self: autogan.AutoganSearch) -> None:
+        save(self)
+        if self.state["iteration"] == 1 and self.state["round"] is None:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(autogan.AutoganSearch, "save", stop_after_stage_0)
+        assert main(argv) == 130
+    after_stage_0 = read_state(out)
+    assert after_stage_0["resets"] == [0] and after_stage_0["supernet"] is None
+    assert set(results.load(out)["stage"]) == {0}
+
+    def killed_before_the_rows_land(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:  # iteration 1's trials all ran; its rows never landed
+        m.setattr(common, "append_once", killed_before_the_rows_land)
+        assert main([*argv, "--resume"]) == 130
+    interrupted = read_state(out)
+    assert same(interrupted["controller"], after_stage_0["controller"])
+    assert interrupted["round"] is not None  # the round stays trained; Tune restores the rest
+
+    assert main([*argv, "--resume"]) == 0
+    df = table(out)
+    assert len(df) == ITERATIONS * PER_ITERATION and df["trial_id"].is_unique
+    assert sorted(df["proposal"], key=lambda k: int(k[1:])) == [
+        f"p{i}" for i in range(ITERATIONS * PER_ITERATION)
+    ]  # no proposal lost or scored twice
+    assert df["reset"].all() and read_state(out)["resets"] == [0, 1, 2]
+    # the resumed controller is the saved one: it proposes what the saved state proposes
+    options = SimpleNamespace(
+        iterations=ITERATIONS, grow_at="1,2", controller_steps=STEPS, controller_batch=BATCH,
+        candidates=CANDIDATES, keep=KEEP, seed=0,
+    )  # fmt: skip
+    saved = autogan.new_controller(options)
+    saved.load_state_dict(after_stage_0["controller"])
+    expected = [saved.ask().config["genotype"] for _ in range(BATCH)]
+    first = df[(df["stage"] == 1) & (df["step"] == 0) & (df["phase"] == "search")]
+    order = first["proposal"].str[1:].astype(int).sort_values().index
+    assert list(first.loc[order, "g_genotype"]) == expected
+
+    # resuming with other options is refused before anything runs
+    changed = [*argv, "--resume", "--controller-steps", "2"]
+    assert main(changed) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--grow-at", "2,1"], "--grow-at must be two iterations"),
+        (["--iterations", "2"], "--iterations must be at least 3"),
+        (["--keep", "4", "--candidates", "3"], "--keep (4) cannot exceed --candidates"),
+        (["--eval-samples", "5"], "--eval-samples must be at least 10"),
+        (["--reset-var", "0"], "--reset-var must be a number above 0"),
+        (["--gf", "0"], "--gf must be a whole number >= 1"),
+        (["--resume"], "nothing to resume"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, extra, message):
+    out = tmp_path / "x"
+    assert main(["search", "autogan", "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())

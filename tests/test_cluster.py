@@ -1,0 +1,321 @@
+"""Many nodes on one machine: a real Tune run, a Ray Train job and a lost node, on 3 nodes.
+
+The nodes are ``ray.cluster_utils.Cluster`` raylets of 1 CPU each (``raygan.cluster.
+local_cluster``), so one trial or one Train worker fills a node and anything that runs three at
+once must use all three. A Cluster needs its own head, which the session's ``ray_local`` can't
+be, so the scenarios run in one child process (this file run as a script, with a private
+``RAY_TMPDIR``), started once per module under a hard timeout; each test checks its scenario's
+part of the JSON the child writes after every scenario. The child runs:
+
+- ``spread``: a Tune run of 6 trials; each reports the node it ran on;
+- ``train``: ``raygan.supernet.run_round`` (a tiny supernet round, gloo DDP) with 3 workers;
+- ``node_loss``: a generation of 4 checkpointing trials written to a raygan trial table by
+  ``TableCallback``; a worker node is removed while one of them runs on it.
+
+The cluster file ``cluster.yaml`` is checked with the Ray autoscaler's own validation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NODES = 3
+CHILD_TIMEOUT_S = 150
+G = "nas_cell_g:1,1,1,0,2,3,1/1,1,0,1,3,0,5/0,1,0,3,0,0,3"
+D = "autogan_d:"
+# A removed node is declared dead after a few missed health checks, not Ray's default 30 s.
+HEAD_SYSTEM_CONFIG = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 500,
+    "health_check_failure_threshold": 4,
+}
+
+
+# ----- cluster.yaml -----------------------------------------------------------------------------
+def test_cluster_yaml_passes_ray_validation_and_keeps_secrets_and_dashboard_private():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    text = (ROOT / "cluster.yaml").read_text()
+    config = yaml.safe_load(text)
+    # what `ray up` does before it talks to AWS: fill in the provider's defaults, then check
+    # the result against the autoscaler's JSON schema and its own rules
+    validate_config(prepare_config(config))
+
+    assert config["provider"]["type"] == "aws"
+    head = config["head_node_type"]
+    types = config["available_node_types"]
+    workers = [t for t in types if t != head]
+    assert workers and all(types[t]["max_workers"] > types[t]["min_workers"] for t in workers)
+    assert "GPU" not in types[head]["resources"]
+    start = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in start and "0.0.0.0" not in start
+    setup = " ".join(config["setup_commands"])
+    assert "pip install" in setup and "raygan" in setup
+    lowered = text.lower()
+    for secret in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "akia"):
+        assert secret not in lowered
+    assert "ssh_private_key" not in config.get("auth", {})
+
+
+# ----- the child process ------------------------------------------------------------------------
+def _wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def where_am_i(config: dict) -> None:
+    """A trial that waits (up to 60 s) until ``config["together"]`` trials have started, so
+    that they provably ran at the same time, then reports its node."""
+    import ray
+    from ray import tune
+
+    node = ray.get_runtime_context().get_node_id()
+    marks = Path(config["marks"])
+    (marks / tune.get_context().get_trial_id()).write_text(node)
+    _wait_for(lambda: len(os.listdir(marks)) >= config["together"], 60, "trials never overlapped")
+    tune.report({"node_id": node, "done": True})
+
+
+def spread(out: Path) -> dict:
+    from ray import tune
+
+    marks = out / "spread-marks"
+    marks.mkdir()
+    tuner = tune.Tuner(
+        tune.with_resources(where_am_i, {"cpu": 1}),
+        param_space={"marks": str(marks), "together": NODES, "i": tune.grid_search(list(range(6)))},
+        run_config=tune.RunConfig(storage_path=str(out / "tune"), name="spread", verbose=0),
+    )
+    grid = tuner.fit()
+    return {"errors": grid.num_errors, "trial_nodes": [r.metrics.get("node_id") for r in grid]}
+
+
+def train(out: Path) -> dict:
+    from raygan import supernet
+
+    ranks = out / "train-ranks"
+    ranks.mkdir()
+    original = supernet.train_loop_per_worker
+
+    def recording_loop(config: dict) -> None:  # the real loop, after noting where it runs
+        import ray.train
+
+        rank = ray.train.get_context().get_world_rank()
+        (ranks / str(rank)).write_text(ray.get_runtime_context().get_node_id())
+        original(config)
+
+    supernet.train_loop_per_worker = recording_loop
+    spec = supernet.RoundSpec(
+        g_space="nas_cell_g", d=D, paths=[G], gf=8, df=8, steps=2, n_critic=1, g_batch=6,
+        d_batch=6, max_images=60,
+    )
+    result = supernet.train_round(
+        spec, name="round", storage_path=str(out / "train"), workers=NODES, max_failures=0
+    )
+    return {
+        "state_exists": os.path.exists(result.state),
+        "round_step": result.metrics["round_step"],
+        "worker_nodes": {p.name: p.read_text() for p in ranks.iterdir()},
+    }
+
+
+STEPS, STEP_S = 6, 0.4
+
+
+def checkpointing_member(config: dict) -> None:
+    """A generation member: STEPS steps, a checkpoint after each; a retry resumes from it."""
+    import ray
+    from ray import tune
+
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start = int(Path(d, "step").read_text())
+    node = ray.get_runtime_context().get_node_id()
+    progress = Path(config["progress"], tune.get_context().get_trial_id())
+    for step in range(start, STEPS):
+        time.sleep(STEP_S)
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "step").write_text(str(step + 1))
+            metrics = {"step": step + 1, "resumed_from": start, "node_id": node, "status": "ok",
+                       "is": 1.0 + step, "fid": 100.0 - step, "done": step + 1 == STEPS}
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        tmp = progress.with_suffix(".tmp")
+        tmp.write_text(f"{node} {step + 1}")
+        tmp.replace(progress)
+
+
+def node_loss(out: Path, cluster) -> dict:
+    from ray import tune
+
+    from raygan import results
+    from raygan.trainable import TableCallback
+
+    progress = out / "loss-progress"
+    progress.mkdir()
+    experiment = str(out / "generation")
+    workers = {n.node_id: n for n in cluster.worker_nodes}
+    removed: dict = {}
+
+    def remove_a_busy_worker() -> None:  # once a member on a worker node has checkpointed twice
+        def victim():
+            for p in progress.iterdir():
+                if p.suffix != ".tmp":
+                    node, step = p.read_text().split()
+                    if node in workers and int(step) >= 2:
+                        return p.name, node
+            return None
+
+        _wait_for(lambda: victim() is not None, 90, "no member reached step 2 on a worker")
+        trial_id, node = victim()
+        cluster.remove_node(workers[node])
+        removed.update(trial_id=trial_id, node=node, at=time.time())
+
+    killer = threading.Thread(target=remove_a_busy_worker, daemon=True)
+    killer.start()
+    tuner = tune.Tuner(
+        tune.with_resources(checkpointing_member, {"cpu": 1}),
+        param_space={"g": G, "d": D, "progress": str(progress),
+                     "row": tune.grid_search([{"individual": i, "generation": 1}
+                                              for i in range(4)])},
+        tune_config=tune.TuneConfig(reuse_actors=False),
+        run_config=tune.RunConfig(
+            storage_path=str(out / "tune"), name="generation", verbose=0,
+            failure_config=tune.FailureConfig(max_failures=2),
+            callbacks=[TableCallback(experiment, "eagan")],
+        ),
+    )
+    grid = tuner.fit()
+    killer.join(1)
+    table = results.load(experiment)
+    return {
+        "removed": removed,
+        "trials": {r.metrics["trial_id"]: {"steps": r.metrics.get("step"),
+                                           "resumed_from": r.metrics.get("resumed_from"),
+                                           "node_id": r.metrics.get("node_id")}
+                   for r in grid if r.metrics},
+        "errors": grid.num_errors,
+        "table_trial_ids": table["trial_id"].tolist(),
+        "table_status": table["status"].tolist(),
+        "table_individuals": table["individual"].tolist(),
+    }
+
+
+def run_scenarios(out: Path) -> None:
+    from raygan.cluster import local_cluster
+
+    report: dict = {}
+    path = out / "scenarios.json"
+    started = time.perf_counter()
+    with local_cluster(NODES, cpus_per_node=1, _system_config=HEAD_SYSTEM_CONFIG) as cluster:
+        import ray
+
+        report["nodes"] = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+        report["startup_s"] = time.perf_counter() - started
+        for name, scenario in (("spread", spread), ("train", train), ("node_loss", node_loss)):
+            began = time.perf_counter()
+            try:
+                args = (out, cluster) if name == "node_loss" else (out,)
+                report[name] = scenario(*args)
+            except Exception:
+                report[name] = {"exception": traceback.format_exc()}
+            report[name]["wall_s"] = time.perf_counter() - began
+            path.write_text(json.dumps(report, indent=1))
+
+
+# ----- the tests --------------------------------------------------------------------------------
+def _kill_leftovers(marker: str) -> None:
+    """Ray processes the child started (their command lines name its private RAY_TMPDIR)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("cluster")
+    ray_tmp = tempfile.mkdtemp(prefix="rgc", dir="/tmp")  # short: Ray's socket paths are long
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    log = out / "child.log"
+    with open(log, "wb") as sink:
+        child = subprocess.Popen([sys.executable, __file__, str(out)], env=env, cwd=ROOT,
+                                 stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            child.wait(timeout=CHILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        finally:
+            _kill_leftovers(ray_tmp)
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+    path = out / "scenarios.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report["log_tail"] = log.read_text(errors="replace")[-3000:]
+    report["returncode"] = child.returncode
+    return report
+
+
+def _part(report: dict, name: str) -> dict:
+    assert name in report, f"scenario {name} never finished; child log:\n{report['log_tail']}"
+    part = report[name]
+    assert "exception" not in part, part["exception"]
+    return part
+
+
+def test_trials_of_one_tune_run_spread_over_all_nodes(scenarios):
+    assert len(scenarios.get("nodes", [])) == NODES, scenarios["log_tail"]
+    part = _part(scenarios, "spread")
+    assert part["errors"] == 0
+    assert len(part["trial_nodes"]) == 6
+    assert set(part["trial_nodes"]) == set(scenarios["nodes"])
+
+
+def test_supernet_round_runs_one_train_worker_per_node(scenarios):
+    part = _part(scenarios, "train")
+    assert part["state_exists"] and part["round_step"] == 2
+    assert sorted(part["worker_nodes"]) == ["0", "1", "2"]
+    assert set(part["worker_nodes"].values()) == set(scenarios["nodes"])
+
+
+def test_losing_a_node_mid_generation_retries_from_checkpoint_and_keeps_the_table(scenarios):
+    part = _part(scenarios, "node_loss")
+    removed, trials = part["removed"], part["trials"]
+    assert removed, "no node was removed"
+    assert part["errors"] == 0 and len(trials) == 4
+    assert all(t["steps"] == STEPS for t in trials.values())
+    victim = trials[removed["trial_id"]]
+    assert victim["resumed_from"] >= 2  # retried from its checkpoint, not from the start
+    assert victim["node_id"] != removed["node"]
+    # the generation's table: one ok row per member, none lost, none twice
+    assert sorted(part["table_trial_ids"]) == sorted(trials)
+    assert sorted(part["table_individuals"]) == [0, 1, 2, 3]
+    assert set(part["table_status"]) == {"ok"}
+
+
+if __name__ == "__main__":
+    run_scenarios(Path(sys.argv[1]))

@@ -1,0 +1,170 @@
+"""raygan.data: real torchvision loaders on files written in the datasets' own formats, the
+image folder, the procedural ``shapes`` set, and the device batch sampler."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.datasets import CIFAR10, STL10
+
+from raygan import data
+
+
+def _pattern(n: int, size: int, seed: int) -> np.ndarray:
+    """Distinct random uint8 images (N, 3, size, size)."""
+    return np.random.default_rng(seed).integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+
+
+def write_cifar10(root, per_batch: int = 4) -> np.ndarray:
+    """Write CIFAR-10's python format (pickled dicts of flat CHW rows); return the train set."""
+    folder = root / CIFAR10.base_folder
+    folder.mkdir(parents=True)
+    train = []
+    for i, (name, _) in enumerate(CIFAR10.train_list + CIFAR10.test_list):
+        images = _pattern(per_batch, 32, seed=i)
+        batch = {
+            "batch_label": name,
+            "data": images.reshape(per_batch, 3072),
+            "labels": [int(x) for x in np.arange(per_batch) % 10],
+            "filenames": [f"{name}_{j}.png" for j in range(per_batch)],
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+        if name.startswith("data_batch"):
+            train.append(images)
+    meta = {"label_names": [f"class{i}" for i in range(10)], "num_vis": 3072}
+    with open(folder / CIFAR10.meta["filename"], "wb") as f:
+        pickle.dump(meta, f)
+    return np.concatenate(train)
+
+
+def write_stl10(root) -> np.ndarray:
+    """Write STL-10's binary format (column-major 96x96 planes); return train+unlabeled."""
+    folder = root / STL10.base_folder
+    folder.mkdir(parents=True)
+    images = {
+        "train": _pattern(3, 96, 1),
+        "unlabeled": _pattern(2, 96, 2),
+        "test": _pattern(2, 96, 3),
+    }
+    for split, x in images.items():
+        x.transpose(0, 1, 3, 2).tofile(folder / f"{split}_X.bin")
+        if split != "unlabeled":
+            (np.arange(len(x), dtype=np.uint8) % 10 + 1).tofile(folder / f"{split}_y.bin")
+    return np.concatenate([images["train"], images["unlabeled"]])
+
+
+def test_cifar10_through_torchvision(tmp_path):
+    expected = write_cifar10(tmp_path)
+    images = data.load("cifar10", root=tmp_path)
+    assert images.dtype == torch.uint8 and images.shape == (20, 3, 32, 32)
+    assert torch.equal(images, torch.from_numpy(expected))
+    assert data.load("cifar10", root=tmp_path, resolution=16).shape == (20, 3, 16, 16)
+    subset = data.load("cifar10", root=tmp_path, max_images=5, seed=3)
+    assert subset.shape[0] == 5
+    assert torch.equal(subset, data.load("cifar10", root=tmp_path, max_images=5, seed=3))
+
+
+def test_stl10_is_train_plus_unlabeled_at_48(tmp_path):
+    expected = torch.from_numpy(write_stl10(tmp_path))
+    images = data.load("stl10", root=tmp_path)
+    assert images.shape == (5, 3, 48, 48)
+    assert torch.equal(data.load("stl10", root=tmp_path, resolution=96), expected)
+    assert torch.equal(images, data.resize(expected, 48))
+
+
+@pytest.mark.parametrize(
+    ("name", "folder", "file"),
+    [
+        ("cifar10", "cifar-10-batches-py", "data_batch_1"),
+        ("stl10", "stl10_binary", "unlabeled_X.bin"),
+    ],
+)
+def test_missing_files_name_what_and_where(tmp_path, name, folder, file):
+    with pytest.raises(data.DatasetMissing) as err:
+        data.load(name, root=tmp_path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"{tmp_path / folder}" in message and file in message and "download=True" in message
+
+
+def test_missing_files_are_listed_not_present_ones(tmp_path):
+    write_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
+    with pytest.raises(data.DatasetMissing, match=r"\{test_batch\}"):
+        data.load("cifar10", root=tmp_path)
+
+
+def test_image_folder_recursive_cropped_and_resized(tmp_path):
+    colours = {"a.png": (255, 0, 0), "sub/b.PNG": (0, 255, 0), "sub/deep/c.jpg": (0, 0, 255)}
+    for i, (name, colour) in enumerate(colours.items()):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40 + 10 * i, 30), colour).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = data.load("folder", root=tmp_path, resolution=16)
+    assert images.shape == (3, 3, 16, 16)
+    means = images.float().mean((2, 3))
+    assert means.argmax(1).tolist() == [0, 1, 2]  # sorted paths, colours preserved
+
+
+def test_folder_without_images(tmp_path):
+    with pytest.raises(data.DatasetMissing, match="no images"):
+        data.load("folder", root=tmp_path)
+
+
+def test_shapes_deterministic_labelled_any_resolution():
+    a = data.make_shapes(400, 32, seed=1)
+    assert a.images.dtype == torch.uint8 and a.images.shape == (400, 3, 32, 32)
+    assert torch.equal(a.images, data.make_shapes(400, 32, seed=1).images)
+    assert not torch.equal(a.images, data.make_shapes(400, 32, seed=2).images)
+    assert a.labels.shape == (400,) and set(a.labels.tolist()) == set(
+        range(len(data.SHAPE_CLASSES))
+    )
+    assert a.images.float().std() > 40  # varied colours, not blank frames
+    big = data.make_shapes(4, 96, seed=1)
+    assert big.images.shape == (4, 3, 96, 96)
+    assert torch.equal(big.labels, data.make_shapes(4, 8, seed=1).labels)
+
+
+def test_shapes_is_the_default_dataset():
+    assert data.DEFAULT_DATASET == "shapes"
+    images = data.load(max_images=10)
+    assert images.shape == (10, 3, 32, 32)
+    assert torch.equal(images, data.make_shapes(10, 32, seed=0).images)
+
+
+def test_registry_names_and_native_resolutions():
+    assert set(data.DATASETS) == {"shapes", "cifar10", "stl10", "folder"}
+    assert [data.native_resolution(n) for n in ("cifar10", "stl10", "shapes")] == [32, 48, 32]
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'.*cifar10"):
+        data.load("mnist")
+
+
+def test_device_batches_cover_each_image_once_per_epoch():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 3, 2, 2).contiguous()
+    batches = data.DeviceBatches(images, seed=0)
+    drawn = torch.cat([batches.sample(4) for _ in range(5)])  # 20 = two epochs
+    values = ((drawn[:, 0, 0, 0] + 1) * 127.5).round().long()
+    assert sorted(values[:10].tolist()) == list(range(10))
+    assert sorted(values[10:].tolist()) == list(range(10))
+    assert batches.epoch == 2.0
+
+
+def test_device_batches_reproducible_and_scaled():
+    images = data.make_shapes(64, 16, seed=0).images
+    a = data.DeviceBatches(images, seed=5)
+    b = data.DeviceBatches(images, seed=5)
+    x = a.sample(32)
+    assert torch.equal(x, b.sample(32))
+    assert not torch.equal(x, data.DeviceBatches(images, seed=6).sample(32))
+    assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+    assert x.min() == -1 or x.max() == 1
+    last = data.DeviceBatches(images, seed=5, channels_last=True).sample(8)
+    assert last.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_device_batches_reject_float_images():
+    with pytest.raises(ValueError, match="uint8"):
+        data.DeviceBatches(torch.zeros(4, 3, 8, 8))

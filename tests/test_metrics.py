@@ -1,0 +1,176 @@
+"""raygan.metrics: real torch-fidelity runs on small sample counts, offline.
+
+raygan's own extractor is trained for real, once, into a cache shared by this module; the
+Inception path runs torch-fidelity's own InceptionV3 class on a weights file written here.
+"""
+
+import math
+import os
+
+import pytest
+import torch
+from torch import nn
+from torch_fidelity.feature_extractor_inceptionv3 import (
+    URL_INCEPTION_V3,
+    FeatureExtractorInceptionV3,
+)
+
+from raygan import data, metrics
+
+INCEPTION = metrics.INCEPTION
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("raygan-cache")
+
+
+class Replay(nn.Module):
+    """A 'generator' that returns real images, chosen by its noise (so it is deterministic)."""
+
+    latent_dim = 16
+
+    def __init__(self, images: torch.Tensor) -> None:
+        super().__init__()
+        self.resolution = images.shape[-1]
+        self.register_buffer("images", images)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        idx = (z[:, 0].abs() * 1e6).long() % self.images.shape[0]
+        return self.images[idx].float() / 127.5 - 1
+
+
+class Noise(nn.Module):
+    """A 'generator' of structureless images."""
+
+    latent_dim = 16
+    resolution = 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.project = nn.Linear(self.latent_dim, 3 * 32 * 32)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(4 * self.project(z)).view(-1, 3, 32, 32)
+
+
+def test_own_extractor_classifies_shapes(cache):
+    net = metrics.ShapesNet()
+    path = metrics.shapes_extractor_weights(cache)
+    net.load_state_dict(torch.load(path, weights_only=True))
+    held_out = data.make_shapes(500, 32, seed=123)
+    with torch.no_grad():
+        features, logits = net.eval()(metrics.ShapesNet.prepare(held_out.images))
+    assert features.shape == (500, metrics.ShapesNet.FEATURE_DIM)
+    assert (logits.argmax(1) == held_out.labels).float().mean() > 0.85
+    assert metrics.shapes_extractor_weights(cache) == path  # trained once, then found
+
+
+def test_own_extractor_training_is_deterministic():
+    a = metrics.train_shapes_net(steps=10).state_dict()
+    b = metrics.train_shapes_net(steps=10).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_real_images_score_better_than_noise(cache):
+    reference = metrics.Reference("shapes", 32, num_images=500)
+    real = Replay(data.make_shapes(300, 32, seed=9).images)
+    scores = {
+        name: metrics.evaluate(g, reference=reference, num_samples=300, cache_dir=cache, kid=True)
+        for name, g in (("real", real), ("noise", Noise()))
+    }
+    for s in scores.values():
+        assert s["extractor"] == metrics.SHAPES_EXTRACTOR and s["num_samples"] == 300
+        assert s["reference_images"] == 500
+        assert all(math.isfinite(s[k]) for k in ("is", "is_std", "fid", "kid", "kid_std"))
+        assert s["is"] >= 1 and s["fid"] >= 0
+    assert scores["real"]["fid"] * 10 < scores["noise"]["fid"]
+    assert scores["real"]["kid"] < scores["noise"]["kid"]
+    assert scores["real"]["is"] > 3 > scores["noise"]["is"]
+
+
+def test_reference_statistics_are_computed_once(cache):
+    loads = []
+
+    def loader() -> torch.Tensor:
+        loads.append(1)
+        return data.make_shapes(200, 32, seed=4).images
+
+    reference = metrics.Reference("counted-shapes", 32, images=loader)
+    generator = Replay(data.make_shapes(100, 32, seed=5).images)
+    first = metrics.evaluate(generator, reference=reference, num_samples=50, cache_dir=cache)
+    cached = sorted((cache / "fidelity").glob("raygan-counted-shapes-*"))
+    assert len(cached) == 3  # features for IS and FID, FID statistics
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    second = metrics.evaluate(generator, reference=reference, num_samples=50, cache_dir=cache)
+    assert loads == [1]
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
+    assert first == second
+
+
+def test_evaluate_restores_mode_and_checks_its_inputs(cache):
+    generator = Replay(data.make_shapes(20, 32, seed=5).images).train()
+    reference = metrics.Reference("shapes", 32, num_images=500)
+    metrics.evaluate(generator, reference=reference, num_samples=20, cache_dir=cache)
+    assert generator.training
+    with pytest.raises(ValueError, match="16 px"):
+        metrics.evaluate(generator, reference=metrics.Reference("shapes", 16), num_samples=20)
+    with pytest.raises(ValueError, match="at least 10"):
+        metrics.evaluate(generator, reference="shapes", num_samples=5)
+
+
+def test_unknown_extractor_names_the_choices():
+    with pytest.raises(ValueError, match="auto, inception-v3-compat, raygan-shapes-v1"):
+        metrics.resolve_extractor("inception")
+
+
+def test_auto_uses_inception_only_where_its_weights_are(tmp_path, monkeypatch, cache):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("RAYGAN_INCEPTION_WEIGHTS", raising=False)
+    assert metrics.resolve_extractor(cache_dir=cache).name == metrics.SHAPES_EXTRACTOR
+
+    hub_copy = tmp_path / "torch" / "hub" / "checkpoints" / os.path.basename(URL_INCEPTION_V3)
+    hub_copy.parent.mkdir(parents=True)
+    hub_copy.write_bytes(b"weights")
+    assert metrics.resolve_extractor(cache_dir=cache) == metrics.Extractor(
+        metrics.INCEPTION, hub_copy
+    )
+
+    local = tmp_path / "inception.pth"
+    local.write_bytes(b"other weights")
+    monkeypatch.setenv("RAYGAN_INCEPTION_WEIGHTS", str(local))
+    chosen = metrics.resolve_extractor(cache_dir=cache)
+    assert chosen.weights == local and chosen.tag != metrics.Extractor(INCEPTION, hub_copy).tag
+    with pytest.raises(FileNotFoundError):
+        metrics.resolve_extractor(inception_weights=tmp_path / "absent.pth")
+
+
+class _Unloaded(FeatureExtractorInceptionV3):
+    """torch-fidelity's InceptionV3 built without loading any weights: only to learn the
+    exact state-dict layout its constructor then loads."""
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        return None
+
+
+def test_inception_runs_from_a_local_weights_file(tmp_path):
+    torch.save({}, tmp_path / "empty.pt")
+    torch.manual_seed(0)
+    layout = _Unloaded(INCEPTION, ["2048"], feature_extractor_weights_path=tmp_path / "empty.pt")
+    weights = tmp_path / "inception.pth"
+    torch.save(layout.state_dict(), weights)
+    del layout
+
+    reference = metrics.Reference("shapes", 32, num_images=10)
+    generator = Replay(data.make_shapes(10, 32, seed=3).images)
+    scores = metrics.evaluate(
+        generator,
+        reference=reference,
+        num_samples=10,
+        extractor=INCEPTION,
+        inception_weights=weights,
+        cache_dir=tmp_path / "cache",
+    )
+    assert scores["extractor"] == INCEPTION and scores["num_samples"] == 10
+    assert math.isfinite(scores["is"]) and scores["is"] >= 1 - 1e-6
+    assert math.isfinite(scores["fid"]) and scores["fid"] >= -1e-6
