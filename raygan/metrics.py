@@ -115,7 +115,7 @@ def train_shapes_net(steps: int = TRAIN_STEPS, seed: int = TRAIN_SEED) -> Shapes
     on the CPU with one thread, wherever it runs: parallel reductions would make the weights
     depend on the thread count, and a second thread slows it down badly on a busy host (Ray
     trials share the cores). A quarter of the images are
-    rendered at 16 px and a quarter at 64 px, then brought to 32 px like any input, so that
+    rendered at 16 px and a quarter at 48 px, then brought to 32 px like any input, so that
     the classifier holds for generators at other resolutions.
     """
     with torch.random.fork_rng(devices=[]):
@@ -125,7 +125,7 @@ def train_shapes_net(steps: int = TRAIN_STEPS, seed: int = TRAIN_SEED) -> Shapes
     parts = [
         data.make_shapes(2 * quarter, 32, seed),
         data.make_shapes(quarter, 16, seed + 1),
-        data.make_shapes(quarter, 64, seed + 2),
+        data.make_shapes(quarter, 48, seed + 2),
     ]
     images = torch.cat([ShapesNet.prepare(p.images) for p in parts])
     labels = torch.cat([p.labels for p in parts])
@@ -483,10 +483,10 @@ def evaluate(
     stats = reference_statistics(
         reference, chosen, batch_size=batch_size, device=device, cache_dir=cache
     )
+    was_training = generator.training  # the wrapper below switches it to eval mode
     model = torch_fidelity.GenerativeModelModuleWrapper(
         _Uint8Output(generator, device), generator.latent_dim, "normal", 0
     )
-    was_training = generator.training
     try:
         with _on(device):
             result = torch_fidelity.calculate_metrics(

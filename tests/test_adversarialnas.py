@@ -15,16 +15,6 @@ from raygan import cli, data, nn, results, spaces
 from raygan.nn.arch import edge_specs
 from raygan.strategies import adversarialnas as an
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These networks are tiny: a second intra-op thread only adds contention on 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = dict(gf=8, df=8, batch=8, epochs=1, n_critic=2, max_images=64, eval_samples=20)
 
 

@@ -9,8 +9,22 @@ import pytest
 from raygan import results, spaces
 from raygan.cli import main
 
-TINY = ["--width-scale", "0.0625", "--steps", "6", "--n-critic", "1", "--g-batch", "16",
-        "--d-batch", "16", "--eval-samples", "200", "--max-images", "500"]
+TINY = [
+    "--width-scale",
+    "0.0625",
+    "--steps",
+    "6",
+    "--n-critic",
+    "1",
+    "--g-batch",
+    "16",
+    "--d-batch",
+    "16",
+    "--eval-samples",
+    "200",
+    "--max-images",
+    "500",
+]
 
 
 def test_zoo_json_lists_exact_counts(capsys):
@@ -41,8 +55,9 @@ def test_train_writes_a_row_samples_and_a_resumable_checkpoint(ray_local, tmp_pa
     assert scores["num_samples"] == 200 and math.isfinite(scores["fid"])
 
     # a second run into the same experiment appends; nothing is overwritten
-    arch = spaces.Arch(spaces.Genotype.parse(row["g_genotype"]),
-                       spaces.Genotype.parse("autogan_d:"), 128, 128)
+    arch = spaces.Arch(
+        spaces.Genotype.parse(row["g_genotype"]), spaces.Genotype.parse("autogan_d:"), 128, 128
+    )
     path = str(tmp_path / "arch.yaml")
     spaces.write_arch_file(path, arch)
     assert main(["train", "--genotype-file", path, *TINY, "--out", out]) == 0
@@ -56,8 +71,10 @@ def test_train_writes_a_row_samples_and_a_resumable_checkpoint(ray_local, tmp_pa
         (["train", "--arch", "nope"], "unknown arch 'nope'; choose from: autogan_cifar10_a"),
         (["train"], "give exactly one of --arch NAME or --genotype-file PATH"),
         (["train", "--genotype-file", "/no/such.yaml"], "cannot read genotype file /no/such.yaml"),
-        (["train", "--arch", "eagan_cifar10", "--dataset", "cifar10", "--data-root", "/nowhere"],
-         "cifar10"),
+        (
+            ["train", "--arch", "eagan_cifar10", "--dataset", "cifar10", "--data-root", "/nowhere"],
+            "cifar10",
+        ),
         (["eval", "/nowhere"], "/nowhere is not a raygan checkpoint"),
     ],
 )
@@ -69,9 +86,11 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [["train", "--arch", "eagan_cifar10", "--steps", "0"],
-     ["train", "--arch", "eagan_cifar10", "--gpus", "-1"],
-     ["train", "--arch", "eagan_cifar10", "--dataset", "imagenet"]],
+    [
+        ["train", "--arch", "eagan_cifar10", "--steps", "0"],
+        ["train", "--arch", "eagan_cifar10", "--gpus", "-1"],
+        ["train", "--arch", "eagan_cifar10", "--dataset", "imagenet"],
+    ],
 )
 def test_bad_option_values_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:

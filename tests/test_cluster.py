@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ray.tune import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = 3
@@ -81,33 +82,6 @@ def _wait_for(predicate, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def where_am_i(config: dict) -> None:
-    """A trial that waits (up to 60 s) until ``config["together"]`` trials have started, so
-    that they provably ran at the same time, then reports its node."""
-    import ray
-    from ray import tune
-
-    node = ray.get_runtime_context().get_node_id()
-    marks = Path(config["marks"])
-    (marks / tune.get_context().get_trial_id()).write_text(node)
-    _wait_for(lambda: len(os.listdir(marks)) >= config["together"], 60, "trials never overlapped")
-    tune.report({"node_id": node, "done": True})
-
-
-def spread(out: Path) -> dict:
-    from ray import tune
-
-    marks = out / "spread-marks"
-    marks.mkdir()
-    tuner = tune.Tuner(
-        tune.with_resources(where_am_i, {"cpu": 1}),
-        param_space={"marks": str(marks), "together": NODES, "i": tune.grid_search(list(range(6)))},
-        run_config=tune.RunConfig(storage_path=str(out / "tune"), name="spread", verbose=0),
-    )
-    grid = tuner.fit()
-    return {"errors": grid.num_errors, "trial_nodes": [r.metrics.get("node_id") for r in grid]}
-
-
 def train(out: Path) -> dict:
     from raygan import supernet
 
@@ -124,8 +98,16 @@ def train(out: Path) -> dict:
 
     supernet.train_loop_per_worker = recording_loop
     spec = supernet.RoundSpec(
-        g_space="nas_cell_g", d=D, paths=[G], gf=8, df=8, steps=2, n_critic=1, g_batch=6,
-        d_batch=6, max_images=60,
+        g_space="nas_cell_g",
+        d=D,
+        paths=[G],
+        gf=8,
+        df=8,
+        steps=2,
+        n_critic=1,
+        g_batch=6,
+        d_batch=6,
+        max_images=60,
     )
     result = supernet.train_round(
         spec, name="round", storage_path=str(out / "train"), workers=NODES, max_failures=0
@@ -140,8 +122,10 @@ def train(out: Path) -> dict:
 STEPS, STEP_S = 6, 0.4
 
 
-def checkpointing_member(config: dict) -> None:
-    """A generation member: STEPS steps, a checkpoint after each; a retry resumes from it."""
+def member(config: dict) -> None:
+    """A generation member: STEPS steps with a checkpoint after each; a retry resumes from the
+    last one. The first ``together`` members wait (up to 60 s) until all of them have started,
+    so that they provably run at the same time, on as many nodes as there are of them."""
     import ray
     from ray import tune
 
@@ -151,57 +135,86 @@ def checkpointing_member(config: dict) -> None:
         with checkpoint.as_directory() as d:
             start = int(Path(d, "step").read_text())
     node = ray.get_runtime_context().get_node_id()
-    progress = Path(config["progress"], tune.get_context().get_trial_id())
+    trial_id = tune.get_context().get_trial_id()
+    attempts = Path(config["attempts"])
+    (attempts / f"{trial_id}.{start}").write_text(node)
+    _wait_for(
+        lambda: len(os.listdir(attempts)) >= config["together"], 60, "members never overlapped"
+    )
     for step in range(start, STEPS):
         time.sleep(STEP_S)
         with tempfile.TemporaryDirectory() as d:
             Path(d, "step").write_text(str(step + 1))
-            metrics = {"step": step + 1, "resumed_from": start, "node_id": node, "status": "ok",
-                       "is": 1.0 + step, "fid": 100.0 - step, "done": step + 1 == STEPS}
+            metrics = {
+                "step": step + 1,
+                "resumed_from": start,
+                "node_id": node,
+                "status": "ok",
+                "is": 1.0 + step,
+                "fid": 100.0 - step,
+                "done": step + 1 == STEPS,
+            }
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-        tmp = progress.with_suffix(".tmp")
-        tmp.write_text(f"{node} {step + 1}")
-        tmp.replace(progress)
 
 
-def node_loss(out: Path, cluster) -> dict:
+class CheckpointLog(Callback):
+    """Driver side: a line per checkpoint Tune has taken in (trial, node, step), to a file."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
+        last = trial.last_result
+        with open(self.path, "a") as f:
+            f.write(f"{trial.trial_id} {last.get('node_id')} {last.get('step')}\n")
+
+
+def generation(out: Path, cluster) -> dict:
+    """P=4 members on the 3 nodes, written to a raygan trial table; once Tune holds a second
+    checkpoint of a member running on a worker node, that node is removed."""
     from ray import tune
 
     from raygan import results
     from raygan.trainable import TableCallback
 
-    progress = out / "loss-progress"
-    progress.mkdir()
+    attempts, checkpoints = out / "attempts", out / "checkpoints.log"
+    attempts.mkdir()
+    checkpoints.touch()
     experiment = str(out / "generation")
     workers = {n.node_id: n for n in cluster.worker_nodes}
     removed: dict = {}
 
-    def remove_a_busy_worker() -> None:  # once a member on a worker node has checkpointed twice
-        def victim():
-            for p in progress.iterdir():
-                if p.suffix != ".tmp":
-                    node, step = p.read_text().split()
-                    if node in workers and int(step) >= 2:
-                        return p.name, node
-            return None
+    def busy_worker():
+        for line in checkpoints.read_text().splitlines():
+            trial_id, node, step = line.split()
+            if node in workers and int(step) >= 2:
+                return trial_id, node
+        return None
 
-        _wait_for(lambda: victim() is not None, 90, "no member reached step 2 on a worker")
-        trial_id, node = victim()
+    def remove_a_busy_worker() -> None:
+        _wait_for(lambda: busy_worker() is not None, 90, "no member reached step 2 on a worker")
+        trial_id, node = busy_worker()
         cluster.remove_node(workers[node])
-        removed.update(trial_id=trial_id, node=node, at=time.time())
+        removed.update(trial_id=trial_id, node=node)
 
     killer = threading.Thread(target=remove_a_busy_worker, daemon=True)
     killer.start()
     tuner = tune.Tuner(
-        tune.with_resources(checkpointing_member, {"cpu": 1}),
-        param_space={"g": G, "d": D, "progress": str(progress),
-                     "row": tune.grid_search([{"individual": i, "generation": 1}
-                                              for i in range(4)])},
-        tune_config=tune.TuneConfig(reuse_actors=False),
+        tune.with_resources(member, {"cpu": 1}),
+        param_space={
+            "g": G,
+            "d": D,
+            "attempts": str(attempts),
+            "together": NODES,
+            "row": tune.grid_search([{"individual": i, "generation": 1} for i in range(4)]),
+        },
+        tune_config=tune.TuneConfig(reuse_actors=True),
         run_config=tune.RunConfig(
-            storage_path=str(out / "tune"), name="generation", verbose=0,
+            storage_path=str(out / "tune"),
+            name="generation",
+            verbose=0,
             failure_config=tune.FailureConfig(max_failures=2),
-            callbacks=[TableCallback(experiment, "eagan")],
+            callbacks=[TableCallback(experiment, "eagan"), CheckpointLog(str(checkpoints))],
         ),
     )
     grid = tuner.fit()
@@ -209,10 +222,16 @@ def node_loss(out: Path, cluster) -> dict:
     table = results.load(experiment)
     return {
         "removed": removed,
-        "trials": {r.metrics["trial_id"]: {"steps": r.metrics.get("step"),
-                                           "resumed_from": r.metrics.get("resumed_from"),
-                                           "node_id": r.metrics.get("node_id")}
-                   for r in grid if r.metrics},
+        "attempts": {p.name: p.read_text() for p in attempts.iterdir()},
+        "trials": {
+            r.metrics["trial_id"]: {
+                "steps": r.metrics.get("step"),
+                "resumed_from": r.metrics.get("resumed_from"),
+                "node_id": r.metrics.get("node_id"),
+            }
+            for r in grid
+            if r.metrics
+        },
         "errors": grid.num_errors,
         "table_trial_ids": table["trial_id"].tolist(),
         "table_status": table["status"].tolist(),
@@ -231,10 +250,10 @@ def run_scenarios(out: Path) -> None:
 
         report["nodes"] = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
         report["startup_s"] = time.perf_counter() - started
-        for name, scenario in (("spread", spread), ("train", train), ("node_loss", node_loss)):
+        for name, scenario in (("train", train), ("generation", generation)):
             began = time.perf_counter()
             try:
-                args = (out, cluster) if name == "node_loss" else (out,)
+                args = (out, cluster) if name == "generation" else (out,)
                 report[name] = scenario(*args)
             except Exception:
                 report[name] = {"exception": traceback.format_exc()}
@@ -259,12 +278,24 @@ def _kill_leftovers(marker: str) -> None:
 def scenarios(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("cluster")
     ray_tmp = tempfile.mkdtemp(prefix="rgc", dir="/tmp")  # short: Ray's socket paths are long
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {
+        **os.environ,
+        "RAY_TMPDIR": ray_tmp,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # one process less per Train run; spot preemption is not what these tests are about
+        "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    }
     env.pop("RAY_ADDRESS", None)
     log = out / "child.log"
     with open(log, "wb") as sink:
-        child = subprocess.Popen([sys.executable, __file__, str(out)], env=env, cwd=ROOT,
-                                 stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, __file__, str(out)],
+            env=env,
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             child.wait(timeout=CHILD_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -289,10 +320,10 @@ def _part(report: dict, name: str) -> dict:
 
 def test_trials_of_one_tune_run_spread_over_all_nodes(scenarios):
     assert len(scenarios.get("nodes", [])) == NODES, scenarios["log_tail"]
-    part = _part(scenarios, "spread")
-    assert part["errors"] == 0
-    assert len(part["trial_nodes"]) == 6
-    assert set(part["trial_nodes"]) == set(scenarios["nodes"])
+    part = _part(scenarios, "generation")
+    first_attempts = {k: v for k, v in part["attempts"].items() if k.endswith(".0")}
+    assert len(first_attempts) == 4
+    assert set(first_attempts.values()) == set(scenarios["nodes"])
 
 
 def test_supernet_round_runs_one_train_worker_per_node(scenarios):
@@ -303,7 +334,7 @@ def test_supernet_round_runs_one_train_worker_per_node(scenarios):
 
 
 def test_losing_a_node_mid_generation_retries_from_checkpoint_and_keeps_the_table(scenarios):
-    part = _part(scenarios, "node_loss")
+    part = _part(scenarios, "generation")
     removed, trials = part["removed"], part["trials"]
     assert removed, "no node was removed"
     assert part["errors"] == 0 and len(trials) == 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,15 +15,6 @@ from raygan.searchers.controller import Controller, ControllerSearch, reinforce_
 from raygan.spaces import Genotype
 
 TARGET = Genotype.parse("autogan:1,0,1,1/1,0,0,1,1/1,0,1,0,3")
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Ops on (1, 100) tensors only lose to thread hand-offs, badly so on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def matching(config: dict) -> float:

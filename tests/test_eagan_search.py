@@ -16,9 +16,32 @@ from raygan.cli import main
 from raygan.strategies.eagan import hypervolume_by_generation
 
 P, GENERATIONS = 4, 2
-TINY = ["--population", str(P), "--generations", str(GENERATIONS), "--gf", "16", "--df", "16",
-        "--warmup-steps", "10", "--round-steps", "10", "--s2-steps", "4", "--g-batch", "16",
-        "--d-batch", "16", "--eval-samples", "200", "--max-images", "500", "--workers", "2"]
+TINY = [
+    "--population",
+    str(P),
+    "--generations",
+    str(GENERATIONS),
+    "--gf",
+    "16",
+    "--df",
+    "16",
+    "--warmup-steps",
+    "10",
+    "--round-steps",
+    "10",
+    "--s2-steps",
+    "4",
+    "--g-batch",
+    "16",
+    "--d-batch",
+    "16",
+    "--eval-samples",
+    "200",
+    "--max-images",
+    "500",
+    "--workers",
+    "2",
+]
 
 
 def finished_trials(out: str, experiment: str) -> int:
@@ -62,8 +85,9 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, cap
     assert df.groupby(["stage", "generation"]).size().eq(P).all()
     assert not df.duplicated(["stage", "generation", "individual"]).any()
     # rows written before the kill are still there, unchanged
-    pd.testing.assert_frame_equal(df.iloc[: len(before)].reset_index(drop=True),
-                                  before.reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        df.iloc[: len(before)].reset_index(drop=True), before.reset_index(drop=True)
+    )
     # no finished trial ran twice: every trial reached its final report exactly once
     assert final_reports_per_trial(out) and set(final_reports_per_trial(out)) == {1}
     assert (df["status"] == "ok").all()
@@ -97,6 +121,8 @@ def test_bad_spec_stops_before_ray_with_one_line(tmp_path, capsys):
     assert "--population must be even" in capsys.readouterr().err
     assert main(["search", "eagan", "--out", out, "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
-    assert main(["search", "eagan", "--dataset", "cifar10", "--data-root", "/nowhere",
-                 "--out", out]) == 2
+    assert (
+        main(["search", "eagan", "--dataset", "cifar10", "--data-root", "/nowhere", "--out", out])
+        == 2
+    )
     assert not os.path.exists(os.path.join(out, "trials.parquet"))

@@ -30,14 +30,6 @@ D_SPACES = ["autogan_d", "eagan_d", "adversarialnas_d"]
 SEEDS = range(3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convs on a shared 2-core machine run far faster without intra-op threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def sample(space: str, seed: int) -> Genotype:
     return spaces.get(space).sample(np.random.default_rng(seed))

@@ -13,8 +13,10 @@ from raygan import results
 def test_append_and_load_keep_schema_and_order(tmp_path):
     exp = str(tmp_path / "exp")
     assert list(results.load(exp).columns) == list(results.COLUMNS)
-    results.append(exp, [{"trial_id": "a", "is": 2.5, "g_genome": [[1, 2], [3]],
-                          "parents": [1, 2], "custom": 7}])
+    results.append(
+        exp,
+        [{"trial_id": "a", "is": 2.5, "g_genome": [[1, 2], [3]], "parents": [1, 2], "custom": 7}],
+    )
     results.append(exp, [{"trial_id": "b", "fid": float("nan"), "status": "failed"}])
     df = results.load(exp)
     assert list(df["trial_id"]) == ["a", "b"]
@@ -50,6 +52,7 @@ def test_no_partial_part_is_ever_visible(tmp_path):
     assert names == [os.path.basename(path)]
     assert pq.read_table(path).num_rows == 1
     # a leftover temporary file from a killed writer is ignored by load
-    open(os.path.join(results.table_path(exp), ".part-x.parquet.tmp"), "wb").write(b"junk")
+    with open(os.path.join(results.table_path(exp), ".part-x.parquet.tmp"), "wb") as f:
+        f.write(b"junk")
     assert len(results.load(exp)) == 1
     assert math.isnan(results.load(exp)["is"].iloc[0])

@@ -1,5 +1,7 @@
 """Search spaces as data: sizes, published genomes, validation messages, variation operators."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -44,25 +46,43 @@ def test_autogan_flat_encoding_is_the_papers_14_ints():
 
 def test_op_order_matches_methods():
     gene = spaces.get("nas_cell_g").cells[0][2]
-    assert gene.choices == ("none", "skip", "conv1x1", "conv3x3", "conv5x5",
-                            "dil_conv3x3", "dil_conv5x5")
+    assert gene.choices == (
+        "none",
+        "skip",
+        "conv1x1",
+        "conv3x3",
+        "conv5x5",
+        "dil_conv3x3",
+        "dil_conv5x5",
+    )
     assert spaces.get("nas_cell_g").cells[0][0].choices == ("nearest", "bilinear", "deconv")
     assert spaces.get("eagan_d").cells[0][5].choices == (
-        "avg_pool", "max_pool", "conv3x3", "conv5x5", "dil_conv3x3", "dil_conv5x5")
+        "avg_pool",
+        "max_pool",
+        "conv3x3",
+        "conv5x5",
+        "dil_conv3x3",
+        "dil_conv5x5",
+    )
     assert spaces.get("autogan").cells[2][4].choices == ("none", "cell2", "cell1", "both")
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("nas_cell_g:1,1,1,0,3,3,9/1,1,0,1,3,3,3/0,1,0,3,3,0,3",
-         "cell 1 gene 6 (n2_n3) = 9: allowed 0 (none)"),
-        ("nas_cell_g:1,1,0,0,3,3,1/1,1,0,1,3,3,3/0,1,0,3,3,0,3",
-         "cell 1: genes 2 (n0_n2), 3 (n1_n2) are all 'none'"),
-        ("eagan_d:3,0,3,0,2,0,-1/1,0,3,0,1,-1,-1/3,0,3,0,1,-1,-1",
-         "must be absent (-1) together"),
-        ("eagan_d:0,0,3,0,2,0,0/1,0,3,0,1,-1,-1/3,0,3,0,1,-1,-1",
-         "cell 1 gene 0 (n0_n1) = 0: allowed 1 (skip)"),
+        (
+            "nas_cell_g:1,1,1,0,3,3,9/1,1,0,1,3,3,3/0,1,0,3,3,0,3",
+            "cell 1 gene 6 (n2_n3) = 9: allowed 0 (none)",
+        ),
+        (
+            "nas_cell_g:1,1,0,0,3,3,1/1,1,0,1,3,3,3/0,1,0,3,3,0,3",
+            "cell 1: genes 2 (n0_n2), 3 (n1_n2) are all 'none'",
+        ),
+        ("eagan_d:3,0,3,0,2,0,-1/1,0,3,0,1,-1,-1/3,0,3,0,1,-1,-1", "must be absent (-1) together"),
+        (
+            "eagan_d:0,0,3,0,2,0,0/1,0,3,0,1,-1,-1/3,0,3,0,1,-1,-1",
+            "cell 1 gene 0 (n0_n1) = 0: allowed 1 (skip)",
+        ),
         ("autogan:1,0,1,1/1,0,0,1/1,0,1,0,3", "cell 2: 4 genes given, expected 5"),
         ("autogan:1,0,1,1/1,0,0,1,1", "2 cells given, the space has 3"),
         ("nope:1,2", "unknown search space 'nope'; known: "),
@@ -82,11 +102,15 @@ def test_sampling_and_variation_stay_valid(name):
     population = [space.sample(rng) for _ in range(60)]
     for g in population:
         space.validate(g)
-    for a, b in zip(population, population[1:], strict=False):
+    for a, b in itertools.pairwise(population):
         m = space.mutate(a, rng)
         space.validate(m)
-        changed = [(ci, p) for ci in range(len(a.cells)) for p in range(len(a.cells[ci]))
-                   if a.cells[ci][p] != m.cells[ci][p]]
+        changed = [
+            (ci, p)
+            for ci in range(len(a.cells))
+            for p in range(len(a.cells[ci]))
+            if a.cells[ci][p] != m.cells[ci][p]
+        ]
         units = {u for ci in range(len(a.cells)) for u in space.edges(ci)}
         assert changed and len({ci for ci, _ in changed}) == 1
         assert tuple(p for _, p in changed) in units or len(changed) == 1
@@ -129,5 +153,5 @@ def test_arch_file_round_trip(tmp_path):
     assert spaces.read_arch_file(str(path)) == arch
     bad = tmp_path / "bad.yaml"
     bad.write_text('g: "nas_cell_g:1"\nd: "autogan_d:"\n')
-    with pytest.raises(InvalidGenotype, match="bad.yaml: nas_cell_g: 1 cells given"):
+    with pytest.raises(InvalidGenotype, match=r"bad\.yaml: nas_cell_g: 1 cells given"):
         spaces.read_arch_file(str(bad))

@@ -26,7 +26,11 @@ def test_torch_state_and_arch_files_round_trip(root):
     with open(path.removeprefix("file://"), "wb") as f:
         torch.save({"G": {"w": torch.arange(3.0)}}, f)
     assert torch.equal(storage.load_torch(path)["G"]["w"], torch.arange(3.0))
-    arch = spaces.Arch(spaces.Genotype.parse("autogan:1,0,1,1/1,0,0,1,1/1,0,1,0,3"),
-                       spaces.Genotype.parse("autogan_d:"), 256, 128)
+    arch = spaces.Arch(
+        spaces.Genotype.parse("autogan:1,0,1,1/1,0,0,1,1/1,0,1,0,3"),
+        spaces.Genotype.parse("autogan_d:"),
+        256,
+        128,
+    )
     spaces.write_arch_file(storage.join(root, "best.yaml"), arch)
     assert spaces.read_arch_file(storage.join(root, "best.yaml")) == arch

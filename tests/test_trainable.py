@@ -8,8 +8,16 @@ from raygan.trainable import run_trial
 
 CONFIG = {
     "g": "nas_cell_g:1,1,1,0,2,3,1/1,1,0,1,3,0,5/0,1,0,3,0,0,3",
-    "d": "autogan_d:", "gf": 16, "df": 16, "steps": 6, "n_critic": 1, "g_batch": 8,
-    "d_batch": 8, "max_images": 200, "eval_samples": 100, "seed": 1,
+    "d": "autogan_d:",
+    "gf": 16,
+    "df": 16,
+    "steps": 6,
+    "n_critic": 1,
+    "g_batch": 8,
+    "d_batch": 8,
+    "max_images": 200,
+    "eval_samples": 100,
+    "seed": 1,
 }
 
 

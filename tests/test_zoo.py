@@ -19,14 +19,6 @@ EXACT = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convs on a shared 2-core machine run far faster without intra-op threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_the_zoo_has_the_six_published_entries():
     assert set(zoo.ZOO) == set(EXACT)

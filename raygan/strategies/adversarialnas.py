@@ -59,9 +59,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from raygan import data, nn, results, spaces
+from raygan import data, nn, results, spaces, storage
 from raygan.errors import UsageError
 from raygan.nn.arch import edge_specs
+from raygan.strategies import common
 from raygan.train import d_hinge_loss, ema_update, g_hinge_loss
 
 if TYPE_CHECKING:
@@ -136,21 +137,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def validate(args: argparse.Namespace) -> None:
     """Every problem in the options, before Ray starts."""
-    for name in (
-        "batch",
-        "gf",
-        "df",
-        "epochs",
-        "n_critic",
-        "workers",
-        "eval_samples",
-        "max_images",
-        "final_gf",
-        "final_df",
-    ):
-        value = getattr(args, name)
-        if not isinstance(value, int) or value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value}")
+    common.require_positive(
+        args,
+        [
+            "batch",
+            "gf",
+            "df",
+            "epochs",
+            "n_critic",
+            "workers",
+            "eval_samples",
+            "max_images",
+            "final_gf",
+            "final_df",
+        ],
+    )
+    common.check_resources(args)
     if args.max_failures < -1:
         raise UsageError(f"--max-failures must be -1 (no limit) or >= 0, got {args.max_failures}")
     if args.batch % (2 * args.workers):
@@ -165,8 +167,6 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--eval-samples must be at least 10 (IS splits), got {args.eval_samples}")
     if not 0 < args.tau_end <= args.tau_start:
         raise UsageError(f"need 0 < --tau-end <= --tau-start, got {args.tau_end}, {args.tau_start}")
-    if args.gpus > 1 and args.gpus != int(args.gpus):
-        raise UsageError("--gpus above 1 must be a whole number")
     if args.gpus and args.address is None and not torch.cuda.is_available():
         raise UsageError("--gpus given but this machine has no CUDA GPU (or pass --address)")
     cores = os.cpu_count() or 1
@@ -474,16 +474,6 @@ class MixedGenerator(torch.nn.Module):
 
 
 # ----- the Train worker -------------------------------------------------------------------------
-def append_once(spec: SearchSpec, row: dict[str, Any]) -> None:
-    """Append an epoch's row unless the table has it already (see the module doc)."""
-    table = results.load(spec.out)
-    done = table[
-        (table["trial_id"] == row["trial_id"]) & (table["generation"] == row["generation"])
-    ]
-    if done.empty:
-        results.append(spec.out, [row])
-
-
 def reference(spec: SearchSpec) -> Reference:
     """The real data IS/FID compare with: the training images themselves (same cap, seed)."""
     from raygan import metrics
@@ -517,7 +507,7 @@ def epoch_row(search: AdversarialSearch, epoch: int, stats: dict[str, Any]) -> d
     d_edges = len(edge_specs(D_SPACE))
     return {
         "experiment": spec.experiment,
-        "trial_id": RUN_NAME,
+        "trial_id": f"epoch{epoch}",  # one row per epoch: common.append_once keys on it
         "strategy": STRATEGY,
         "generation": epoch,
         **spaces.table_columns("g", g),
@@ -585,7 +575,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if state is not None:
         search.load_state_dict(state)
         if rank == 0:  # rank 0 may have stopped between checkpoint and append
-            append_once(spec, json.loads(state["row"]))
+            common.append_once(spec.out, [json.loads(state["row"])])
 
     for epoch in range(start + 1, spec.epochs + 1):
         tic = time.perf_counter()
@@ -612,7 +602,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             metrics = {"epoch": epoch, "replica_digest": search.digest(), **stats}
             ray.train.report(metrics, checkpoint=saved)
         if row is not None:
-            append_once(spec, row)
+            common.append_once(spec.out, [row])
 
 
 def _ddp(module: torch.nn.Module) -> torch.nn.Module:
@@ -631,7 +621,7 @@ def train_storage(out: str) -> str:
     """Where Ray Train keeps this experiment's run (checkpoints): ``<out>/train``."""
     from raygan import cluster
 
-    return cluster.storage_uri(out.rstrip("/") + "/train")
+    return cluster.storage_uri(storage.join(out, "train"))
 
 
 def run_search(
@@ -673,7 +663,7 @@ def spec_from_args(args: argparse.Namespace, extractor: str) -> SearchSpec:
         experiment=os.path.basename(args.out.rstrip("/")),
         gf=args.gf,
         df=args.df,
-        bottom_width=6 if args.dataset == "stl10" else 4,
+        bottom_width=common.bottom_width(args.dataset),
         batch=args.batch,
         epochs=args.epochs,
         n_critic=args.n_critic,
@@ -693,11 +683,11 @@ def spec_from_args(args: argparse.Namespace, extractor: str) -> SearchSpec:
 def write_best(args: argparse.Namespace, spec: SearchSpec) -> str:
     """``best.yaml``: the last epoch's derived G with AutoGAN-D (or the searched D)."""
     table = results.load(spec.out)
-    rows = table[(table["strategy"] == STRATEGY) & (table["trial_id"] == RUN_NAME)]
+    rows = table[table["strategy"] == STRATEGY]
     last = rows.sort_values("generation").iloc[-1]
     g = spaces.Genotype.parse(last["g_genotype"])
     d = spaces.Genotype.parse(last["d_genotype"] if args.keep_searched_d else RETRAIN_D)
-    path = os.path.join(spec.out, "best.yaml")
+    path = storage.join(spec.out, "best.yaml")
     note = (
         f"AdversarialNAS: generator derived after epoch {int(last['generation'])}; "
         f"searched D {last['d_genotype']}\n"
@@ -722,13 +712,12 @@ def run(args: argparse.Namespace) -> int:
     validate(args)
     from raygan import metrics
 
-    bottom_width = 6 if args.dataset == "stl10" else 4
+    common.check_dataset(args)
     try:
-        data.load(args.dataset, root=args.data_root, resolution=8 * bottom_width, max_images=8)
         extractor = metrics.resolve_extractor(
             args.extractor, inception_weights=args.inception_weights
         )
-    except (data.DatasetMissing, FileNotFoundError) as err:
+    except FileNotFoundError as err:
         raise UsageError(str(err)) from None
     if not args.resume and not results.load(args.out).empty:
         raise UsageError(f"{args.out} already holds a search; use --resume or a new --out")

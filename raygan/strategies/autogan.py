@@ -525,6 +525,7 @@ class AutoganSearch(common.Driver):
             out=self.out,
             name=f"iteration{iteration:03d}",
             args=self.args,
+            reuse_actors=True,  # a reward trial takes about a second: less than a process start
         )
         if any(t.status not in ("TERMINATED", "ERROR") for t in trials):
             # Tune returns early on Ctrl-C: nothing of this iteration is told, the saved state

@@ -114,11 +114,14 @@ def fit_trials(
     out: str,
     name: str,
     args: argparse.Namespace,
+    reuse_actors: bool = False,
 ) -> list:
     """Run Tune experiment ``name`` (under ``<out>/tune``) to its end and return its trials.
 
     ``searcher()`` makes the search algorithm of a new experiment; an experiment that exists
     already (the driver was killed during it) is restored instead, searcher included.
+    ``reuse_actors`` runs trials one after another in the same worker processes: worth it when
+    a trial takes less time than starting a process that imports torch.
     """
     from ray import tune
 
@@ -133,7 +136,10 @@ def fit_trials(
         tuner = tune.Tuner(
             resourced,
             tune_config=tune.TuneConfig(
-                search_alg=searcher(), num_samples=-1, max_concurrent_trials=args.concurrency
+                search_alg=searcher(),
+                num_samples=-1,
+                max_concurrent_trials=args.concurrency,
+                reuse_actors=reuse_actors,
             ),
             run_config=tune.RunConfig(
                 name=name,
