@@ -123,9 +123,9 @@ def local_cluster(
         worker_args = {
             k: v for k, v in args.items() if k not in ("include_dashboard", "_system_config")
         }
-        for _ in range(nodes - 1):
-            cluster.add_node(**worker_args)
-        cluster.wait_for_nodes()
+        for _ in range(nodes - 1):  # started together, then waited for together
+            cluster.add_node(wait=False, **worker_args)
+        cluster.wait_for_nodes(timeout=120)
         ray.init(address=cluster.address, log_to_driver=False)
         yield cluster
     finally:

@@ -1,18 +1,20 @@
-"""Many nodes on one machine: a real Tune run, a Ray Train job and a lost node, on 3 nodes.
+"""Many nodes on one machine, shared storage, and the cluster file.
 
-The nodes are ``ray.cluster_utils.Cluster`` raylets of 1 CPU each (``raygan.cluster.
+Multi-node: ``ray.cluster_utils.Cluster`` nodes of 1 CPU each (``raygan.cluster.
 local_cluster``), so one trial or one Train worker fills a node and anything that runs three at
 once must use all three. A Cluster needs its own head, which the session's ``ray_local`` can't
 be, so the scenarios run in one child process (this file run as a script, with a private
-``RAY_TMPDIR``), started once per module under a hard timeout; each test checks its scenario's
-part of the JSON the child writes after every scenario. The child runs:
+``RAY_TMPDIR`` and a hard timeout), started once per module; each test checks its part of the
+JSON the child writes after every scenario:
 
-- ``spread``: a Tune run of 6 trials; each reports the node it ran on;
-- ``train``: ``raygan.supernet.run_round`` (a tiny supernet round, gloo DDP) with 3 workers;
-- ``node_loss``: a generation of 4 checkpointing trials written to a raygan trial table by
-  ``TableCallback``; a worker node is removed while one of them runs on it.
+- ``train``: ``raygan.supernet.train_round`` (a tiny supernet round, gloo DDP) with 3 workers;
+- ``generation``: P=4 checkpointing trials of one Tune run, rows written to a raygan trial
+  table by ``TableCallback``; the first three run together, so on all three nodes; a worker
+  node is removed while one of them runs there.
 
-The cluster file ``cluster.yaml`` is checked with the Ray autoscaler's own validation.
+Storage: the trial table on ``file://`` and fsspec ``memory://`` URIs with two writers, and
+``check_storage``'s one-line error for storage that can't be written. ``cluster.yaml``: the Ray
+autoscaler's own validation.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def test_cluster_yaml_passes_ray_validation_and_keeps_secrets_and_dashboard_priv
     # what `ray up` does before it talks to AWS: fill in the provider's defaults, then check
     # the result against the autoscaler's JSON schema and its own rules
     validate_config(prepare_config(config))
+    with pytest.raises(Exception, match="max_worker"):  # the validation does catch a typo
+        validate_config(prepare_config({**config, "max_worker": 4}))
 
     assert config["provider"]["type"] == "aws"
     head = config["head_node_type"]
@@ -71,6 +75,74 @@ def test_cluster_yaml_passes_ray_validation_and_keeps_secrets_and_dashboard_priv
     for secret in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "akia"):
         assert secret not in lowered
     assert "ssh_private_key" not in config.get("auth", {})
+
+
+# ----- shared storage ---------------------------------------------------------------------------
+def _two_writers(experiment: str, rounds: int = 15) -> None:
+    """Two threads append one row each, released together every round."""
+    from raygan import results
+
+    gate = threading.Barrier(2)
+
+    def writer(name: str) -> None:
+        for i in range(rounds):
+            gate.wait()
+            results.append(experiment, [{"trial_id": f"{name}-{i}", "individual": i}])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+def test_trial_table_on_a_uri_keeps_every_row_of_two_writers(tmp_path, scheme):
+    import pandas as pd
+    import pyarrow.fs as pafs
+
+    from raygan import results
+
+    if scheme == "file":  # pyarrow's own filesystem
+        experiment = f"file://{tmp_path}/exp"
+    else:  # fsspec's in-memory filesystem, through pyarrow.fs.PyFileSystem
+        experiment = f"memory://raygan-{tmp_path.name}/exp"
+        assert isinstance(results.filesystem(experiment)[0], pafs.PyFileSystem)
+    assert results.load(experiment).empty
+    results.append(experiment, [{"trial_id": "first", "is": 2.0, "g_genome": [[1, 2]]}])
+    _two_writers(experiment)
+    df = results.load(experiment)
+    assert len(df) == 31 and df["trial_id"].is_unique
+    assert df["trial_id"].iloc[0] == "first" and df["is"].iloc[0] == 2.0
+    assert {f"{n}-{i}" for n in "ab" for i in range(15)} <= set(df["trial_id"])
+    # pandas reads the same URI directly
+    assert len(pd.read_parquet(results.table_path(experiment))) == 31
+
+
+def test_check_storage_passes_writable_storage_and_leaves_nothing_behind(tmp_path):
+    from raygan.cluster import check_storage
+
+    for where in (str(tmp_path / "a"), f"file://{tmp_path}/b", f"memory://{tmp_path.name}/c"):
+        check_storage(where)
+    assert os.listdir(tmp_path / "a") == [] and os.listdir(tmp_path / "b") == []
+
+
+def test_unreachable_storage_is_one_clear_error_naming_the_uri(tmp_path, monkeypatch):
+    from raygan.cluster import check_storage
+    from raygan.errors import UsageError
+
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-role lookups here
+    (tmp_path / "file").write_text("not a folder")
+    cases = {
+        str(tmp_path / "file" / "exp"): "",  # a place nothing can be written to
+        "nosuch://bucket/exp": "",
+        "s3://raygan-no-such-bucket-4f7c1e/exp": "credentials",  # no credentials, no network
+    }
+    for uri, hint in cases.items():
+        with pytest.raises(UsageError) as caught:
+            check_storage(uri, timeout_s=40)
+        message = str(caught.value)
+        assert uri in message and "\n" not in message and hint in message, message
 
 
 # ----- the child process ------------------------------------------------------------------------
@@ -259,6 +331,8 @@ def run_scenarios(out: Path) -> None:
                 report[name] = {"exception": traceback.format_exc()}
             report[name]["wall_s"] = time.perf_counter() - began
             path.write_text(json.dumps(report, indent=1))
+        began = time.perf_counter()
+    print(f"cluster shut down in {time.perf_counter() - began:.1f} s", flush=True)
 
 
 # ----- the tests --------------------------------------------------------------------------------
@@ -349,4 +423,5 @@ def test_losing_a_node_mid_generation_retries_from_checkpoint_and_keeps_the_tabl
 
 
 if __name__ == "__main__":
+    print(f"child started at {time.time():.1f}", flush=True)
     run_scenarios(Path(sys.argv[1]))

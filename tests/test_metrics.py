@@ -67,9 +67,11 @@ def test_own_extractor_classifies_shapes(cache):
 
 
 def test_own_extractor_training_is_deterministic():
-    a = metrics.train_shapes_net(steps=10).state_dict()
-    b = metrics.train_shapes_net(steps=10).state_dict()
+    a = metrics.train_shapes_net(steps=10, num_images=400).state_dict()
+    b = metrics.train_shapes_net(steps=10, num_images=400).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    c = metrics.train_shapes_net(steps=10, num_images=400, seed=1).state_dict()
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_real_images_score_better_than_noise(cache):

@@ -27,12 +27,13 @@ without retraining, would mostly measure the discretisation gap (and BatchNorm s
 gathered on the mixture), not the architecture; its real quality comes from retraining
 ``best.yaml`` (``raygan train --genotype-file``), as in the paper.
 
-Table rows (one per epoch): ``generation`` is the epoch (1-based), ``g_genotype`` /
-``d_genotype`` the derived genotypes, ``entropy`` the mean entropy of the softmax weights over
-every edge of both players (``extra`` has ``g_entropy`` and ``d_entropy`` apart),
-``g_params`` / ``d_params`` the derived networks' sizes at the search widths, ``budget_steps``
-the G steps so far. A row is appended only once per epoch: a worker that fails after rank 0
-appended but before Ray Train registered the checkpoint recomputes that epoch without writing it
+Table rows (one per epoch, ``trial_id`` ``epoch<n>``): ``generation`` is the epoch (1-based),
+``g_genotype`` / ``d_genotype`` the derived genotypes, ``entropy`` the mean entropy of the
+softmax weights over every edge of both players (``extra`` has ``g_entropy`` and ``d_entropy``
+apart), ``g_params`` / ``d_params`` the derived networks' sizes at the search widths,
+``budget_steps`` the G steps so far. The G steps draw ``batch`` latent vectors over all
+workers. A row is appended only once per epoch: a worker that fails after rank 0 appended but
+before Ray Train registered that epoch's checkpoint recomputes the epoch without writing it
 twice (the table keeps the first attempt's row).
 
 ``best.yaml`` pairs the last epoch's derived G with AutoGAN-D at the retraining widths
@@ -631,7 +632,6 @@ def run_search(
     use_gpu: bool = False,
     resources_per_worker: dict[str, float] | None = None,
     max_failures: int = 2,
-    train_loop: Callable[[dict[str, Any]], None] = train_loop_per_worker,
 ) -> Any:
     """Run the search as one ``TorchTrainer`` job; returns its ``ray.train.Result``.
 
@@ -642,7 +642,7 @@ def run_search(
     from ray.train.torch import TorchTrainer
 
     trainer = TorchTrainer(
-        train_loop,
+        train_loop_per_worker,
         train_loop_config=asdict(spec),
         scaling_config=ScalingConfig(
             num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources_per_worker

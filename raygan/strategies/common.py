@@ -15,7 +15,7 @@ import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from raygan import results
+from raygan import results, storage
 from raygan.errors import UsageError
 
 
@@ -51,8 +51,9 @@ def check_dataset(args: argparse.Namespace) -> None:
 class Driver:
     """A search's driver: the experiment folder, and its state saved at every boundary.
 
-    The state is pickled to ``<out>/search_state.pkl`` through a temporary file and an atomic
-    rename, so a kill at any moment leaves the previous boundary's state intact.
+    The state is pickled to ``<out>/search_state.pkl`` with an atomic write (local rename, or
+    one object-store PUT), so a kill at any moment leaves the previous boundary's state intact.
+    ``--out`` may be a local folder or a storage URI (``s3://...``).
     """
 
     STATE = "search_state.pkl"
@@ -65,28 +66,24 @@ class Driver:
 
     @property
     def state_path(self) -> str:
-        return os.path.join(self.out, self.STATE)
+        return storage.join(self.out, self.STATE)
 
     def run(self) -> None:
         raise NotImplementedError
 
     def save(self) -> None:
-        tmp = self.state_path + ".tmp"
-        with open(tmp, "wb") as f:
-            pickle.dump(self.state, f)
-        os.replace(tmp, self.state_path)
+        storage.write_bytes(self.state_path, pickle.dumps(self.state))
 
     def load(self) -> bool:
-        if not os.path.exists(self.state_path):
+        if not storage.exists(self.state_path):
             return False
-        with open(self.state_path, "rb") as f:
-            self.state = pickle.load(f)
+        self.state = pickle.loads(storage.read_bytes(self.state_path))
         return True
 
     def resume_or_start(self) -> bool:
         """Load the saved state under ``--resume`` (True), or check that ``--out`` holds no
         earlier search (False: the caller sets up a fresh state)."""
-        os.makedirs(self.out, exist_ok=True)
+        storage.makedirs(self.out)
         resumed = self.args.resume and self.load()
         if self.args.resume and not resumed:
             raise UsageError(f"nothing to resume in {self.out} (no {self.STATE})")
@@ -127,10 +124,10 @@ def fit_trials(
 
     from raygan import cluster
 
-    storage = cluster.storage_uri(os.path.join(out, "tune"))
+    root = cluster.storage_uri(storage.join(out, "tune"))
     resourced = tune.with_resources(trainable, cluster.trial_resources(args.cpus, args.gpus))
-    path = os.path.join(storage, name)
-    if os.path.exists(os.path.join(path, "tuner.pkl")):
+    path = storage.join(root, name)
+    if storage.exists(storage.join(path, "tuner.pkl")):
         tuner = tune.Tuner.restore(path, resourced, resume_errored=True)
     else:
         tuner = tune.Tuner(
@@ -140,16 +137,22 @@ def fit_trials(
                 num_samples=-1,
                 max_concurrent_trials=args.concurrency,
                 reuse_actors=reuse_actors,
+                trial_dirname_creator=trial_dirname,
             ),
             run_config=tune.RunConfig(
                 name=name,
-                storage_path=storage,
+                storage_path=root,
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=2),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
         )
-    return trials_of(tuner.fit())
+    trials = trials_of(tuner.fit())
+    if any(t.status not in ("TERMINATED", "ERROR") for t in trials):
+        # Tune stops gracefully on Ctrl-C and returns: nothing of this experiment may be used;
+        # the saved state stays at the boundary and --resume restores this Tune experiment.
+        raise KeyboardInterrupt
+    return trials
 
 
 def append_once(out: str, rows: list[dict[str, Any]]) -> None:
@@ -157,6 +160,11 @@ def append_once(out: str, rows: list[dict[str, Any]]) -> None:
     boundary's rows but before saving its state replays that boundary without repeating one."""
     seen = set(results.load(out)["trial_id"])
     results.append(out, [r for r in rows if r["trial_id"] not in seen])
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial folders (Tune's default spells out the whole config)."""
+    return f"trial-{trial.trial_id}"
 
 
 def trials_of(grid: Any) -> list:

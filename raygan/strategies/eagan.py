@@ -33,7 +33,6 @@ import argparse
 import copy
 import functools
 import os
-import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +43,7 @@ from raygan import results, spaces, storage
 from raygan.errors import UsageError
 from raygan.searchers.base import AskTell, Suggestion
 from raygan.searchers.nsga2 import NSGA2
+from raygan.strategies import common
 
 HELP = "EAGAN: two-stage NSGA-II evolution of G (shared supernet), then D (weight resetting)"
 
@@ -124,30 +124,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def validate(args: argparse.Namespace) -> None:
     """Every problem in the spec, before Ray starts."""
-    positive = [
-        "population",
-        "generations",
-        "gf",
-        "df",
-        "g_batch",
-        "d_batch",
-        "round_steps",
-        "s2_steps",
-        "workers",
-        "eval_samples",
-        "max_images",
-    ]
-    for name in positive:
-        value = getattr(args, name)
-        if not isinstance(value, int) or value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value}")
+    common.require_positive(
+        args,
+        [
+            "population",
+            "generations",
+            "gf",
+            "df",
+            "g_batch",
+            "d_batch",
+            "round_steps",
+            "s2_steps",
+            "workers",
+            "eval_samples",
+            "max_images",
+        ],
+    )
     for name in ("warmup_steps", "finetune_steps"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
     if args.population < 4 or args.population % 2:
         raise UsageError(f"--population must be even and at least 4, got {args.population}")
-    if args.gpus > 1 and args.gpus != int(args.gpus):
-        raise UsageError("--gpus above 1 must be a whole number")
+    common.check_resources(args)
 
 
 # ----- one generation as a Tune search --------------------------------------------------------
@@ -218,29 +216,8 @@ def trial_config(
 
 
 # ----- the driver -------------------------------------------------------------------------------
-class EaganSearch:
+class EaganSearch(common.Driver):
     """Both stages, generation by generation, with state saved at every boundary."""
-
-    STATE = "search_state.pkl"
-
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-        self.out = args.out
-        self.experiment = os.path.basename(self.out.rstrip("/"))
-        self.state: dict[str, Any] = {}
-
-    # -- persistence
-    def _state_path(self) -> str:
-        return storage.join(self.out, self.STATE)
-
-    def save(self) -> None:
-        storage.write_bytes(self._state_path(), pickle.dumps(self.state))
-
-    def load(self) -> bool:
-        if not storage.exists(self._state_path()):
-            return False
-        self.state = pickle.loads(storage.read_bytes(self._state_path()))
-        return True
 
     # -- settings
     def base_config(self, stage: int) -> dict[str, Any]:
@@ -268,7 +245,7 @@ class EaganSearch:
 
     @property
     def bottom_width(self) -> int:
-        return 6 if self.args.dataset == "stl10" else 4
+        return common.bottom_width(self.args.dataset)
 
     def new_algorithm(self, stage: int) -> NSGA2:
         return NSGA2(
@@ -285,13 +262,7 @@ class EaganSearch:
     def run(self) -> None:
         from raygan import cluster
 
-        storage.makedirs(self.out)
-        resumed = self.args.resume and self.load()
-        if self.args.resume and not resumed:
-            raise UsageError(f"nothing to resume in {self.out} (no {self.STATE})")
-        if not resumed:
-            if results.load(self.out).shape[0]:
-                raise UsageError(f"{self.out} already holds a search; use --resume or a new --out")
+        if not self.resume_or_start():
             first = int(self.args.stages[0])
             self.state = {
                 "stage": first,
@@ -305,7 +276,7 @@ class EaganSearch:
             if first == 2:
                 raise UsageError("stage 2 alone needs stage 1's result: run --stages 1,2")
         cluster.connect(self.args.address)
-        self.prepare_metrics()
+        self.prepare_metrics(self.base_config(1), [8 * self.bottom_width])
         stages = [int(s) for s in self.args.stages.split(",")]
         while not self.state["done"]:
             stage = self.state["stage"]
@@ -315,18 +286,6 @@ class EaganSearch:
             else:
                 self.state["done"] = True
             self.save()
-
-    def prepare_metrics(self) -> None:
-        """Resolve the extractor once (every trial uses the same) and cache the reference
-        statistics before any trial, so no trial ever makes a real-data pass."""
-        from raygan import metrics
-        from raygan.trainable import reference_for
-
-        a = self.args
-        extractor = metrics.resolve_extractor(a.extractor, inception_weights=a.inception_weights)
-        a.extractor = extractor.name
-        reference = reference_for(self.base_config(1), 8 * self.bottom_width)
-        metrics.reference_statistics(reference, extractor)
 
     def run_stage(self, stage: int) -> None:
         if self.state["algorithm"] is None:
@@ -341,7 +300,7 @@ class EaganSearch:
             if stage == 1:
                 self.supernet_round(algorithm, generation)
             rows = self.score_generation(algorithm, stage, generation)
-            results.append(self.out, rows)
+            common.append_once(self.out, rows)
             if stage == 2:
                 self.reset_weights(rows)
             self.state["algorithm"] = algorithm.state_dict()
@@ -391,9 +350,6 @@ class EaganSearch:
 
     def score_generation(self, algorithm: NSGA2, stage: int, generation: int) -> list[dict]:
         """Score every member as a Tune trial; tell NSGA-II; return the generation's rows."""
-        from ray import tune
-
-        from raygan import cluster
         from raygan.searchers.base import AskTellSearcher
         from raygan.trainable import row_from_trial, train_pair
 
@@ -405,40 +361,15 @@ class EaganSearch:
             init_g=init_g,
             init_d=self.state["d_weights"],
         )
-        name = f"stage{stage}-gen{generation}"
-        tune_root = cluster.storage_uri(storage.join(self.out, "tune"))
-        trainable = tune.with_resources(
-            train_pair, cluster.trial_resources(self.args.cpus, self.args.gpus)
+        found = common.fit_trials(
+            train_pair,
+            lambda: AskTellSearcher(GenerationView(algorithm, to_trial)),
+            out=self.out,
+            name=f"stage{stage}-gen{generation}",
+            args=self.args,
+            reuse_actors=True,
         )
-        path = storage.join(tune_root, name)
-        if storage.exists(storage.join(path, "tuner.pkl")):
-            tuner = tune.Tuner.restore(path, trainable, resume_errored=True)
-        else:
-            searcher = AskTellSearcher(GenerationView(algorithm, to_trial))
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher,
-                    num_samples=-1,
-                    max_concurrent_trials=self.args.concurrency,
-                    reuse_actors=True,
-                    trial_dirname_creator=trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name=name,
-                    storage_path=tune_root,
-                    verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=2),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                ),
-            )
-        grid = tuner.fit()
-        trials = {t.config["nsga2_key"]: t for t in _trials_of(grid)}
-        ended = [t for t in trials.values() if t.status in ("TERMINATED", "ERROR")]
-        if len(ended) < self.args.population:
-            # Tune stops gracefully on Ctrl-C and returns: nothing of this generation is told,
-            # the saved state stays at its start, and --resume restores this Tune experiment.
-            raise KeyboardInterrupt
+        trials = {t.config["nsga2_key"]: t for t in found}
         proposals = []
         while (proposal := algorithm.ask()) is not None:
             proposals.append(proposal)
@@ -495,16 +426,6 @@ class EaganSearch:
         print(f"[eagan] stage {stage} pick: {g} / {d} -> {storage.join(self.out, names[-1])}")
 
 
-def trial_dirname(trial) -> str:
-    """Short trial folders (Tune's default spells out the whole config)."""
-    return f"trial-{trial.trial_id}"
-
-
-def _trials_of(grid) -> list:
-    """The Tune trials behind a ResultGrid (for their checkpoints and last results)."""
-    return list(grid._experiment_analysis.trials)
-
-
 def pick_best(front: pd.DataFrame, objectives: tuple[str, ...]) -> pd.Series:
     """The documented rule: lowest FID, then highest IS, then fewest parameters."""
     ordered = front.assign(_neg_is=-front["is"]).sort_values(
@@ -515,23 +436,8 @@ def pick_best(front: pd.DataFrame, objectives: tuple[str, ...]) -> pd.Series:
 
 def run(args: argparse.Namespace) -> int:
     validate(args)
-    from raygan import data
-
-    try:
-        data.load(args.dataset, root=args.data_root, max_images=8)
-    except data.DatasetMissing as err:
-        raise UsageError(str(err)) from None
-    search = EaganSearch(args)
-    try:
-        search.run()
-    except KeyboardInterrupt:
-        print(
-            f"\n[eagan] stopped. Resume with the same command plus --resume "
-            f"(state in {search._state_path()})."
-        )
-        return 130
-    print(f"[eagan] done: {results.table_path(args.out)}; analyse with: raygan analyze {args.out}")
-    return 0
+    common.check_dataset(args)
+    return common.run_driver("eagan", EaganSearch(args))
 
 
 # ----- analysis ---------------------------------------------------------------------------------
