@@ -139,8 +139,8 @@ def main() -> None:
     three, one = runs
     ratio = one["wall_s"] / three["wall_s"]
     lines = [
-        f"command: `{command}`",
-        f"machine: {where}",
+        f"- command: `{command}`",
+        f"- machine: {where}",
         "",
         "| run | nodes (1 CPU each) | cluster start (s) | wall (s) | ideal (s) | over ideal (s) |",
         "|---|---|---|---|---|---|",
@@ -154,11 +154,11 @@ def main() -> None:
         )
     lines += [
         "",
-        f"speed-up of 3 nodes over 1: **{ratio:.2f}x** (ideal 3.00x)",
+        f"- speed-up of 3 nodes over 1: **{ratio:.2f}x** (ideal 3.00x)",
     ]
     if load_wall is not None:
         lines.append(
-            f"load: {args.trials} one-report trials into the trial table on 2 CPUs: "
+            f"- load: {args.trials} one-report trials into the trial table on 2 CPUs: "
             f"**{load_wall:.1f} s** ({args.trials / load_wall:.1f} trials/s), every row once"
         )
     text = "\n".join(lines)

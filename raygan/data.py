@@ -77,7 +77,6 @@ def _subset(images: torch.Tensor, max_images: int | None, seed: int) -> torch.Te
 
 # --------------------------------------------------------------------------- shapes
 
-SHAPE_CLASSES = ("circle", "square", "triangle", "ring", "cross", "star", "crescent", "ellipse")
 SHAPES_DEFAULT_SIZE = 50_000
 _PIXELS_PER_CHUNK = 1 << 22
 
@@ -94,31 +93,40 @@ def _polygon(u: torch.Tensor, v: torch.Tensor, sides: int, inradius: float) -> t
     return torch.stack([u * math.cos(a) + v * math.sin(a) for a in angles]).amax(0) - inradius
 
 
-def _shape_distance(k: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Approximate signed distance (negative inside) of shape ``k`` in its unit frame."""
-    r = torch.sqrt(u * u + v * v)
-    name = SHAPE_CLASSES[k]
-    if name == "circle":
-        return r - 0.9
-    if name == "square":
-        return torch.maximum(u.abs(), v.abs()) - 0.75
-    if name == "triangle":
-        return _polygon(u, v, 3, 0.55)
-    if name == "ring":
-        return (r - 0.7).abs() - 0.25
-    if name == "cross":
-        arm_a = torch.maximum(u.abs() - 0.95, v.abs() - 0.3)
-        arm_b = torch.maximum(u.abs() - 0.3, v.abs() - 0.95)
-        return torch.minimum(arm_a, arm_b)
-    if name == "star":
-        theta = torch.atan2(v, u) + math.pi / 2
-        tooth = ((theta * (5 / (2 * math.pi))) % 1.0 - 0.5).abs() * 2  # 1 at the 5 tips
-        return (r - (0.35 + 0.65 * tooth * tooth)) * 0.5
-    if name == "crescent":
-        bite = torch.sqrt((u - 0.45) ** 2 + (v - 0.2) ** 2)
-        return torch.maximum(r - 0.95, 0.75 - bite)
-    # ellipse: aspect 0.5, so it never passes for a circle
-    return (torch.sqrt(u * u + (v / 0.5) ** 2) - 1.0) * 0.5
+def _star(u: torch.Tensor, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    theta = torch.atan2(v, u) + math.pi / 2
+    tooth = ((theta * (5 / (2 * math.pi))) % 1.0 - 0.5).abs() * 2  # 1 at the 5 tips
+    return (r - (0.35 + 0.65 * tooth * tooth)) * 0.5
+
+
+def _cross(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    arm_a = torch.maximum(u.abs() - 0.95, v.abs() - 0.3)
+    arm_b = torch.maximum(u.abs() - 0.3, v.abs() - 0.95)
+    return torch.minimum(arm_a, arm_b)
+
+
+# Each shape as an approximate signed distance (negative inside) in its own unit frame:
+# (u, v) coordinates and r = |(u, v)|.
+_SHAPES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "circle": lambda u, v, r: r - 0.9,
+    "square": lambda u, v, r: torch.maximum(u.abs(), v.abs()) - 0.75,
+    "triangle": lambda u, v, r: _polygon(u, v, 3, 0.55),
+    "ring": lambda u, v, r: (r - 0.7).abs() - 0.25,
+    "cross": lambda u, v, r: _cross(u, v),
+    "star": _star,
+    "crescent": lambda u, v, r: torch.maximum(
+        r - 0.95, 0.75 - torch.sqrt((u - 0.45) ** 2 + (v - 0.2) ** 2)
+    ),
+    # aspect 0.5, so that it never passes for a circle
+    "ellipse": lambda u, v, r: (torch.sqrt(u * u + (v / 0.5) ** 2) - 1.0) * 0.5,
+}
+SHAPE_CLASSES: tuple[str, ...] = tuple(_SHAPES)
+
+
+def _affine(abc: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """Per-image ``a * x + b * y + c`` over the pixel grid, for abc of shape (N, 3)."""
+    a, b, c = abc.T[:, :, None, None]
+    return a * xs + (b * ys + c)
 
 
 def make_shapes(n: int, resolution: int = 32, seed: int = 0) -> Shapes:
@@ -156,17 +164,13 @@ def make_shapes(n: int, resolution: int = 32, seed: int = 0) -> Shapes:
     xs, ys = axis[None, None, :], axis[None, :, None]
     images = torch.empty((n, 3, resolution, resolution), dtype=torch.uint8)
     chunk = max(1, _PIXELS_PER_CHUNK // (resolution * resolution))
-    for k in range(len(SHAPE_CLASSES)):
+    for k, distance in enumerate(_SHAPES.values()):
         for idx in (labels == k).nonzero().squeeze(1).split(chunk):
-
-            def grid(abc: torch.Tensor, idx: torch.Tensor = idx) -> torch.Tensor:
-                a, b, c = abc[idx].T[:, :, None, None]
-                return a * xs + (b * ys + c)
-
-            d = _shape_distance(k, grid(u_abc), grid(v_abc))
+            u, v = _affine(u_abc[idx], xs, ys), _affine(v_abc[idx], xs, ys)
+            d = distance(u, v, torch.sqrt(u * u + v * v))
             # signed distance -> coverage, with a one-pixel soft edge for antialiasing
             alpha = (0.5 - d * px_per_unit[idx, None, None]).clamp_(0, 1)[:, None]
-            t = grid(t_abc).clamp_(0, 1)[:, None]
+            t = _affine(t_abc[idx], xs, ys).clamp_(0, 1)[:, None]
             a, b, f = (c[idx, :, None, None] for c in (bg_a, bg_b, fg))
             img = torch.lerp(a + (b - a) * t, f, alpha)
             images[idx] = img.mul_(255).round_().to(torch.uint8)
@@ -209,16 +213,16 @@ def _expected_files(cls: type) -> list[str]:
 
 
 def _missing(root: Path | str, folder: str, names: list[str]) -> list[str]:
-    return [n for n in names if not (Path(root) / folder / n).is_file()]
+    return [name for name in names if not (Path(root) / folder / name).is_file()]
 
 
-def _require(root: Path, cls: type, title: str, home: str, archive: str, download: bool) -> None:
+def _require(root: Path, cls: type, title: str, home: str, download: bool) -> None:
     missing = _missing(root, cls.base_folder, _expected_files(cls))
     if missing and not download:
         raise DatasetMissing(
             f"{title} not found: expected {root / cls.base_folder}/{{{','.join(missing)}}}; "
-            f"extract {archive} from {home} into {root} (or set RAYGAN_DATA to where it is), "
-            f"or pass download=True"
+            f"extract {cls.filename} from {home} into {root} (or set RAYGAN_DATA to where it "
+            f"is), or pass download=True"
         )
 
 
@@ -226,16 +230,9 @@ def _load_cifar10(
     root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
 ) -> torch.Tensor:
     root = Path(root or data_root())
-    _require(
-        root,
-        CIFAR10,
-        "CIFAR-10",
-        "https://www.cs.toronto.edu/~kriz/cifar.html",
-        CIFAR10.filename,
-        download,
-    )
+    _require(root, CIFAR10, "CIFAR-10", "https://www.cs.toronto.edu/~kriz/cifar.html", download)
     ds = _CIFAR10(str(root), train=True, download=download)
-    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)  # stored HWC
     return resize(_subset(images, max_images, seed), resolution)
 
 
@@ -243,11 +240,9 @@ def _load_stl10(
     root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
 ) -> torch.Tensor:
     root = Path(root or data_root())
-    _require(
-        root, STL10, "STL-10", "https://cs.stanford.edu/~acoates/stl10/", STL10.filename, download
-    )
+    _require(root, STL10, "STL-10", "https://cs.stanford.edu/~acoates/stl10/", download)
     ds = _STL10(str(root), split="train+unlabeled", download=download)
-    images = torch.from_numpy(ds.data)
+    images = torch.from_numpy(ds.data)  # already CHW
     return resize(_subset(images, max_images, seed), resolution)
 
 

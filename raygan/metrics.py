@@ -166,7 +166,7 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def shapes_extractor_weights(cache_dir: Path | None = None) -> Path:
+def shapes_extractor_weights(cache_dir: str | os.PathLike | None = None) -> Path:
     """Path of the ``raygan-shapes-v1`` weights, training them on first use."""
     path = Path(cache_dir or data.cache_dir()) / "extractors" / f"{SHAPES_EXTRACTOR}.pt"
     if not path.is_file():
@@ -301,7 +301,7 @@ class Reference:
     dataset: str
     resolution: int
     num_images: int | None = None
-    root: str | None = None
+    root: str | os.PathLike | None = None
     seed: int = 0
     images: torch.Tensor | Callable[[], torch.Tensor] | None = field(
         default=None, compare=False, repr=False
@@ -488,7 +488,7 @@ def evaluate(
     )
     was_training = generator.training  # the wrapper below switches it to eval mode
     model = torch_fidelity.GenerativeModelModuleWrapper(
-        _Uint8Output(generator, device), generator.latent_dim, "normal", 0
+        _Uint8Output(generator, device), int(generator.latent_dim), "normal", 0
     )
     try:
         with _on(device):

@@ -275,6 +275,7 @@ def test_search_command_survives_a_killed_worker(ray_local, tmp_path, monkeypatc
     assert cli.main([*args, "--resume"]) == 0  # a finished search: nothing more to do
     assert len(results.load(out)) == 3
     assert cli.main(args) == 2  # without --resume, an existing search is not overwritten
+    assert cli.main([*args, "--resume", "--gf", "16"]) == 2  # not the networks it holds
 
     text = an.analyze(table, str(tmp_path / "plots"))
     assert "AdversarialNAS: 3 epochs" in text

@@ -680,11 +680,25 @@ def spec_from_args(args: argparse.Namespace, extractor: str) -> SearchSpec:
     )
 
 
+def searched_epochs(out: str) -> pd.DataFrame:
+    """This strategy's rows of ``out``'s table, one per finished epoch, in epoch order."""
+    table = results.load(out)
+    return table[table["strategy"] == STRATEGY].sort_values("generation")
+
+
+def check_resumable(last: pd.Series, spec: SearchSpec) -> None:
+    """``--resume`` must rebuild the networks the checkpoint holds, on the same data."""
+    for column in ("gf", "df", "resolution", "dataset"):
+        if last[column] != getattr(spec, column):
+            raise UsageError(
+                f"cannot resume: the search in {spec.out} has {column} {last[column]}, "
+                f"the options give {getattr(spec, column)}; resume with the same settings"
+            )
+
+
 def write_best(args: argparse.Namespace, spec: SearchSpec) -> str:
     """``best.yaml``: the last epoch's derived G with AutoGAN-D (or the searched D)."""
-    table = results.load(spec.out)
-    rows = table[table["strategy"] == STRATEGY]
-    last = rows.sort_values("generation").iloc[-1]
+    last = searched_epochs(spec.out).iloc[-1]
     g = spaces.Genotype.parse(last["g_genotype"])
     d = spaces.Genotype.parse(last["d_genotype"] if args.keep_searched_d else RETRAIN_D)
     path = storage.join(spec.out, "best.yaml")
@@ -701,13 +715,6 @@ def write_best(args: argparse.Namespace, spec: SearchSpec) -> str:
     return path
 
 
-def finished_epochs(out: str) -> int:
-    """The last epoch with a row in ``out``'s table (0: none)."""
-    table = results.load(out)
-    epochs = table.loc[table["strategy"] == STRATEGY, "generation"]
-    return int(epochs.max()) if len(epochs) else 0
-
-
 def run(args: argparse.Namespace) -> int:
     validate(args)
     from raygan import metrics
@@ -719,20 +726,22 @@ def run(args: argparse.Namespace) -> int:
         )
     except FileNotFoundError as err:
         raise UsageError(str(err)) from None
-    if not args.resume and not results.load(args.out).empty:
-        raise UsageError(f"{args.out} already holds a search; use --resume or a new --out")
-    done = finished_epochs(args.out)
-    if args.resume and not done:
-        raise UsageError(f"nothing to resume in {args.out}: no epoch of a search finished there")
     spec = spec_from_args(args, extractor.name)
-    if done < spec.epochs:
+    done = searched_epochs(args.out)
+    if args.resume:
+        if done.empty:
+            raise UsageError(f"nothing to resume in {args.out}: no epoch of a search finished")
+        check_resumable(done.iloc[-1], spec)
+    elif not results.load(args.out).empty:
+        raise UsageError(f"{args.out} already holds a search; use --resume or a new --out")
+    if len(done) < spec.epochs:
         if not search_on_ray(args, spec):
             return 1
-        done = finished_epochs(args.out)
-        if done < spec.epochs:
+        finished = len(searched_epochs(args.out))
+        if finished < spec.epochs:
             raise UsageError(
-                f"the search in {args.out} had finished after {done} epochs and Ray Train does "
-                f"not extend a finished run; search longer in a new --out"
+                f"the search in {args.out} had finished after {finished} epochs and Ray Train "
+                f"does not extend a finished run; search longer in a new --out"
             )
     best = write_best(args, spec)
     print(
