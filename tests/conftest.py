@@ -1,10 +1,14 @@
-"""Shared fixtures: one real local Ray instance (2 CPUs) for the whole session."""
+"""Shared fixtures: one real local Ray instance (2 CPUs) for the whole session, and a cache
+folder of the session's own (the metric extractor and reference statistics are built in it
+once, so the suite neither depends on nor changes ~/.cache/raygan)."""
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ["RAYGAN_CACHE"] = tempfile.mkdtemp(prefix="raygan-test-cache-")
 
 
 @pytest.fixture(autouse=True, scope="session")
