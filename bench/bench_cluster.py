@@ -22,6 +22,7 @@ import datetime
 import os
 import platform
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -125,16 +126,22 @@ def main() -> None:
     args = parser.parse_args()
     # A private Ray temp folder: a Cluster records its address there, where other Ray users
     # of this machine (a plain ray.init()) would otherwise find and join it.
-    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rgb", dir="/tmp"))
+    private_tmp = None
+    if "RAY_TMPDIR" not in os.environ:
+        private_tmp = os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rgb", dir="/tmp")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     where = machine()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        runs = [generation(n, args.population, args.trial_seconds, out) for n in (3, 1)]
-        load_wall = load(args.trials, out) if args.trials else None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            runs = [generation(n, args.population, args.trial_seconds, out) for n in (3, 1)]
+            load_wall = load(args.trials, out) if args.trials else None
+    finally:
+        if private_tmp:
+            shutil.rmtree(private_tmp, ignore_errors=True)
 
     three, one = runs
     ratio = one["wall_s"] / three["wall_s"]

@@ -59,6 +59,11 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data-root", help="folder holding the dataset files (cifar10, stl10, folder)")
     p.add_argument(
+        "--download",
+        action="store_true",
+        help="download cifar10/stl10 into --data-root first (needs network)",
+    )
+    p.add_argument(
         "--max-images",
         type=positive_int,
         default=10_000,
@@ -140,7 +145,13 @@ def check_dataset(args: argparse.Namespace, resolution: int) -> None:
     from raygan import data
 
     try:
-        data.load(args.dataset, root=args.data_root, resolution=resolution, max_images=8)
+        data.load(
+            args.dataset,
+            root=args.data_root,
+            resolution=resolution,
+            max_images=8,
+            download=args.download,
+        )
     except data.DatasetMissing as err:
         raise UsageError(str(err)) from None
 
@@ -180,6 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "trials", f"train-{args.arch or 'genotype'}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     config = trial_config(args, arch)
+    cluster.check_storage(out)
 
     from ray import tune
 
@@ -273,6 +285,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     module = strategies.available()[args.strategy]
     strategies.apply_preset(args, module.PRESETS)
     args.out = args.out or os.path.join("trials", f"{args.strategy}-{args.preset}")
+    from raygan import cluster
+
+    cluster.check_storage(args.out)
     return module.run(args)
 
 

@@ -117,13 +117,16 @@ def local_cluster(
     if ray.is_initialized():
         raise RuntimeError("local_cluster needs a process where Ray is not initialised yet")
     _quiet_ray()
+    # Many raylets and agents start at once on one machine: give the GCS longer than Ray's
+    # default 30 s to come up (a loaded 2-core machine can need it).
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
     args = {"num_cpus": cpus_per_node, "include_dashboard": False, **node_args}
     cluster = ray.cluster_utils.Cluster(initialize_head=True, head_node_args=args)
     try:
         worker_args = {
             k: v for k, v in args.items() if k not in ("include_dashboard", "_system_config")
         }
-        for _ in range(nodes - 1):  # started together, then waited for together
+        for _ in range(nodes - 1):
             cluster.add_node(wait=False, **worker_args)
         cluster.wait_for_nodes(timeout=120)
         ray.init(address=cluster.address, log_to_driver=False)

@@ -22,6 +22,7 @@ raises :class:`DatasetMissing` naming what is expected where.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -31,7 +32,6 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torchvision.datasets import CIFAR10, STL10
 
 
 class DatasetMissing(ValueError):
@@ -202,8 +202,14 @@ def _presence_checked(cls: type) -> type:
     return type(f"PresenceChecked{cls.__name__}", (cls,), attrs)
 
 
-_CIFAR10 = _presence_checked(CIFAR10)
-_STL10 = _presence_checked(STL10)
+@functools.cache
+def _torchvision(name: str) -> tuple[type, type]:
+    """A torchvision dataset class and its presence-checked subclass, imported on first use:
+    torchvision takes seconds to import, and most runs (``shapes``) never need it."""
+    from torchvision import datasets
+
+    cls = getattr(datasets, name)
+    return cls, _presence_checked(cls)
 
 
 def _expected_files(cls: type) -> list[str]:
@@ -230,8 +236,9 @@ def _load_cifar10(
     root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
 ) -> torch.Tensor:
     root = Path(root or data_root())
-    _require(root, CIFAR10, "CIFAR-10", "https://www.cs.toronto.edu/~kriz/cifar.html", download)
-    ds = _CIFAR10(str(root), train=True, download=download)
+    cls, checked = _torchvision("CIFAR10")
+    _require(root, cls, "CIFAR-10", "https://www.cs.toronto.edu/~kriz/cifar.html", download)
+    ds = checked(str(root), train=True, download=download)
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)  # stored HWC
     return resize(_subset(images, max_images, seed), resolution)
 
@@ -240,8 +247,9 @@ def _load_stl10(
     root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
 ) -> torch.Tensor:
     root = Path(root or data_root())
-    _require(root, STL10, "STL-10", "https://cs.stanford.edu/~acoates/stl10/", download)
-    ds = _STL10(str(root), split="train+unlabeled", download=download)
+    cls, checked = _torchvision("STL10")
+    _require(root, cls, "STL-10", "https://cs.stanford.edu/~acoates/stl10/", download)
+    ds = checked(str(root), split="train+unlabeled", download=download)
     images = torch.from_numpy(ds.data)  # already CHW
     return resize(_subset(images, max_images, seed), resolution)
 

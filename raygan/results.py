@@ -69,6 +69,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from raygan.storage import filesystem
+
 TABLE_NAME = "trials.parquet"
 
 _GENOME = pa.list_(pa.list_(pa.int32()))
@@ -120,27 +122,6 @@ COLUMNS = tuple(SCHEMA.names)
 
 def table_path(experiment_dir: str) -> str:
     return experiment_dir.rstrip("/") + "/" + TABLE_NAME
-
-
-def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem behind a local path or URI, and the path within it.
-
-    pyarrow's own filesystems first; a scheme pyarrow does not know goes through fsspec (a
-    ``ValueError`` naming the URI when neither knows it)."""
-    if "://" not in path:
-        return pafs.LocalFileSystem(), os.path.abspath(path)
-    try:
-        return pafs.FileSystem.from_uri(path)
-    except pa.ArrowInvalid as arrow_err:
-        try:
-            import fsspec
-        except ImportError:  # pragma: no cover - fsspec comes with ray[tune]
-            raise ValueError(f"{path}: {arrow_err}") from None
-        try:
-            fs, root = fsspec.core.url_to_fs(path)
-        except (ImportError, ValueError) as err:
-            raise ValueError(f"no filesystem for {path}: {err}") from None
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), root
 
 
 def _clean(value: Any) -> Any:

@@ -14,6 +14,7 @@ import os
 import uuid
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 
@@ -22,10 +23,24 @@ def is_uri(path: str) -> bool:
 
 
 def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem holding ``path`` and the path within it."""
-    if is_uri(path):
+    """The pyarrow filesystem behind a local path or URI, and the path within it.
+
+    pyarrow's own filesystems first; a scheme pyarrow does not know goes through fsspec (a
+    ``ValueError`` naming the URI when neither knows it)."""
+    if "://" not in path:
+        return pafs.LocalFileSystem(), os.path.abspath(path)
+    try:
         return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), os.path.abspath(path)
+    except pa.ArrowInvalid as arrow_err:
+        try:
+            import fsspec
+        except ImportError:  # pragma: no cover - fsspec comes with ray[tune]
+            raise ValueError(f"{path}: {arrow_err}") from None
+        try:
+            fs, root = fsspec.core.url_to_fs(path)
+        except (ImportError, ValueError) as err:
+            raise ValueError(f"no filesystem for {path}: {err}") from None
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), root
 
 
 def join(base: str, *parts: str) -> str:

@@ -1,7 +1,13 @@
-"""`raygan search autogan` end to end on a tiny budget: three MLAS stages, resume, bad input."""
+"""`raygan search autogan` end to end on a tiny budget: three MLAS stages, killed twice and
+resumed, one dynamic reset, analysis, and bad input.
+
+One search (a module fixture) serves the end-to-end and the resume tests: a tiny search costs
+three Ray Train rounds and three Tune experiments, which dominate this file's time.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pickle
@@ -11,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from raygan import results, spaces
+from raygan import results, spaces, supernet
 from raygan.cli import main
 from raygan.strategies import autogan, common
 
@@ -21,8 +27,10 @@ TINY = [
     "--controller-steps", str(STEPS), "--controller-batch", str(BATCH), "--round-steps", "4",
     "--n-critic", "1", "--g-batch", "8", "--d-batch", "8", "--candidates", str(CANDIDATES),
     "--keep", str(KEEP), "--eval-samples", "40", "--max-images", "200", "--workers", "1",
+    "--reset-window", "2", "--reset-var", "1e-12",
 ]  # fmt: skip
 PER_ITERATION = STEPS * BATCH + CANDIDATES  # every iteration is its stage's last here
+COLLAPSING = 1  # the iteration whose round is made to collapse
 
 
 def read_state(out: str) -> dict[str, Any]:
@@ -41,20 +49,62 @@ def same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def table(out: str):
+@pytest.fixture(scope="module")
+def search(ray_local, tmp_path_factory) -> SimpleNamespace:
+    """The search, stopped after stage 0, then killed after iteration 1's trials ran but
+    before its rows landed, then resumed to the end; with every round's spec and result."""
+    out = str(tmp_path_factory.mktemp("autogan") / "search")
+    argv = ["search", "autogan", *TINY, "--out", out]
+    rounds: list[tuple[supernet.RoundSpec, supernet.RoundResult]] = []
+    train_round, save, append_once = (
+        supernet.train_round,
+        autogan.AutoganSearch.save,
+        common.append_once,
+    )
+
+    def recorded(spec: supernet.RoundSpec, **options: Any) -> supernet.RoundResult:
+        if spec.n_cells == COLLAPSING + 1:  # any loss variance counts as a collapse
+            spec = dataclasses.replace(spec, collapse_var=1e9)
+        done = train_round(spec, **options)
+        rounds.append((spec, done))
+        return done
+
+    def stop_after_stage_0(self: autogan.AutoganSearch) -> None:
+        save(self)
+        if self.state["iteration"] == 1 and self.state["round"] is None:
+            raise KeyboardInterrupt
+
+    def killed_before_the_rows_land(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(supernet, "train_round", recorded)
+        m.setattr(autogan.AutoganSearch, "save", stop_after_stage_0)
+        assert main(argv) == 130
+        after_stage_0 = read_state(out)
+        m.setattr(autogan.AutoganSearch, "save", save)
+        m.setattr(common, "append_once", killed_before_the_rows_land)
+        assert main([*argv, "--resume"]) == 130
+        killed = read_state(out)
+        m.setattr(common, "append_once", append_once)
+        assert main([*argv, "--resume"]) == 0
     df = results.load(out)
-    return df.join(results.extra(df))
+    return SimpleNamespace(
+        out=out,
+        argv=argv,
+        df=df.join(results.extra(df)),
+        rounds=rounds,
+        after_stage_0=after_stage_0,
+        killed=killed,
+    )
 
 
-def test_search_runs_three_stages_and_writes_the_top_k(ray_local, tmp_path, capsys):
-    out = str(tmp_path / "autogan")
-    assert main(["search", "autogan", *TINY, "--reset-window", "0", "--out", out]) == 0
-
-    df = table(out)
+def test_search_runs_three_stages_and_writes_the_top_k(search, capsys):
+    df, out = search.df, search.out
     assert len(df) == ITERATIONS * PER_ITERATION and df["trial_id"].is_unique
     assert list(df.groupby("stage").size()) == [PER_ITERATION] * 3
     assert (df["stage"] == df["generation"]).all()  # one iteration per stage
-    assert (df["status"] == "ok").all() and not df["reset"].any()
+    assert (df["status"] == "ok").all()
     assert all(math.isfinite(r) and r >= 1 for r in df["reward"])  # IS of a working G
     assert np.allclose(df["reward"], df["is"])
     # each stage scores at its own resolution, with only its active cells built
@@ -64,13 +114,15 @@ def test_search_runs_three_stages_and_writes_the_top_k(ray_local, tmp_path, caps
     searched = df[df["phase"] == "search"]
     assert searched["baseline"].notna().all() and searched["entropy"].gt(0).all()
     assert (df["d_genotype"] == "autogan_d:").all()
-    # a stage's proposals continue from the prefixes the previous stage kept
+    # a stage's proposals, and its round's architectures, continue from the kept prefixes
     for stage in (1, 2):
         kept = df[(df["stage"] == stage - 1) & df["kept"].notna()]
         prefixes = {spaces.Genotype.parse(g).cells[:stage] for g in kept["g_genotype"]}
         assert len(prefixes) == len(kept) <= KEEP
         later = df[df["stage"] == stage]["g_genotype"].map(spaces.Genotype.parse)
         assert all(g.cells[:stage] in prefixes for g in later)
+        spec = search.rounds[stage][0]
+        assert all(spaces.Genotype.parse(p).cells[:stage] in prefixes for p in spec.paths)
     # the final top-k: ranked rows and genotype files `raygan train` accepts
     top = df[(df["stage"] == 2) & df["kept"].notna()].sort_values("kept")
     assert len(top) == KEEP and list(top["kept"]) == list(range(1, KEEP + 1))
@@ -78,69 +130,58 @@ def test_search_runs_three_stages_and_writes_the_top_k(ray_local, tmp_path, caps
         arch = spaces.read_arch_file(os.path.join(out, f"top{rank}.yaml"))
         assert str(arch.g) == row.g_genotype and str(arch.d) == "autogan_d:"
         assert (arch.gf, arch.df, arch.bottom_width) == (256, 128, 4)
-    assert spaces.read_arch_file(os.path.join(out, "best.yaml")) == spaces.read_arch_file(
-        os.path.join(out, "top1.yaml")
-    )
-    assert read_state(out)["iteration"] == ITERATIONS
+    best, top1 = (spaces.read_arch_file(os.path.join(out, f)) for f in ("best.yaml", "top1.yaml"))
+    assert best == top1
 
     capsys.readouterr()
     assert main(["analyze", out]) == 0
     text = capsys.readouterr().out
-    assert "AutoGAN stage 2" in text and "final top-k" in text
+    assert "AutoGAN stage 2" in text and "final top-k" in text and "dynamic reset" in text
     assert os.path.getsize(os.path.join(out, "reward_per_stage.png")) > 1000
 
 
-def test_interrupted_search_resumes_with_the_saved_controller(ray_local, tmp_path, monkeypatch):
-    out = str(tmp_path / "autogan")
-    # a loss variance always "under" the threshold: every round resets G and D
-    argv = ["search", "autogan", *TINY, "--reset-window", "2", "--reset-var", "1e9", "--out", out]
+def test_shared_rounds_grow_carry_weights_over_and_reset_on_collapse(search):
+    specs = [spec for spec, _ in search.rounds]
+    assert [(s.n_cells, s.resolution) for s in specs] == [(1, 8), (2, 16), (3, 32)]
+    assert all(s.order == "sequential" and len(s.paths) == s.steps == 4 for s in specs)
+    # weights carry over from stage 0 into stage 1; the collapsed round's do not
+    assert specs[0].init is None and specs[1].init == search.rounds[0][1].state
+    assert specs[2].init is None
+    collapsed = [done.metrics["collapsed"] for _, done in search.rounds]
+    assert collapsed == [False, True, False]
+    assert search.rounds[1][1].metrics["round_step"] == 2  # stopped once its window filled
+    assert search.df.groupby("generation")["reset"].all().tolist() == [False, True, False]
+    assert search.df["round_g_loss_var"].notna().all()
+    assert read_state(search.out)["resets"] == [COLLAPSING]
 
-    save = autogan.AutoganSearch.save
 
-    def stop_after_stage_0(self: autogan.AutoganSearch) -> None:
-        save(self)
-        if self.state["iteration"] == 1 and self.state["round"] is None:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as m:
-        m.setattr(autogan.AutoganSearch, "save", stop_after_stage_0)
-        assert main(argv) == 130
-    after_stage_0 = read_state(out)
-    assert after_stage_0["resets"] == [0] and after_stage_0["supernet"] is None
-    assert set(results.load(out)["stage"]) == {0}
-
-    def killed_before_the_rows_land(*args: Any) -> None:
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as m:  # iteration 1's trials all ran; its rows never landed
-        m.setattr(common, "append_once", killed_before_the_rows_land)
-        assert main([*argv, "--resume"]) == 130
-    interrupted = read_state(out)
-    assert same(interrupted["controller"], after_stage_0["controller"])
-    assert interrupted["round"] is not None  # the round stays trained; Tune restores the rest
-
-    assert main([*argv, "--resume"]) == 0
-    df = table(out)
-    assert len(df) == ITERATIONS * PER_ITERATION and df["trial_id"].is_unique
+def test_interrupted_search_resumes_with_the_saved_controller(search):
+    df = search.df
+    assert search.after_stage_0["iteration"] == 1
+    # killed after iteration 1's round and trials: its controller was never told anything
+    assert same(search.killed["controller"], search.after_stage_0["controller"])
+    assert search.killed["round"] is not None  # the round stays trained
+    assert len(search.rounds) == ITERATIONS  # so no round ran twice
+    # no proposal lost or scored twice
     assert sorted(df["proposal"], key=lambda k: int(k[1:])) == [
         f"p{i}" for i in range(ITERATIONS * PER_ITERATION)
-    ]  # no proposal lost or scored twice
-    assert df["reset"].all() and read_state(out)["resets"] == [0, 1, 2]
+    ]
     # the resumed controller is the saved one: it proposes what the saved state proposes
     options = SimpleNamespace(
         iterations=ITERATIONS, grow_at="1,2", controller_steps=STEPS, controller_batch=BATCH,
         candidates=CANDIDATES, keep=KEEP, seed=0,
     )  # fmt: skip
     saved = autogan.new_controller(options)
-    saved.load_state_dict(after_stage_0["controller"])
+    saved.load_state_dict(search.after_stage_0["controller"])
     expected = [saved.ask().config["genotype"] for _ in range(BATCH)]
     first = df[(df["stage"] == 1) & (df["step"] == 0) & (df["phase"] == "search")]
     order = first["proposal"].str[1:].astype(int).sort_values().index
     assert list(first.loc[order, "g_genotype"]) == expected
 
-    # resuming with other options is refused before anything runs
-    changed = [*argv, "--resume", "--controller-steps", "2"]
-    assert main(changed) == 2
+
+def test_resume_refuses_other_options(search, capsys):
+    assert main([*search.argv, "--resume", "--controller-steps", "2"]) == 2
+    assert "--controller-steps was 1, now 2" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pandas as pd
@@ -65,7 +66,13 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, cap
     out = str(tmp_path / "eagan")
     cmd = [sys.executable, "-m", "raygan.cli", "search", "eagan", *TINY, "--out", out]
     log = open(tmp_path / "first-run.log", "w")  # noqa: SIM115 (closed with the process)
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    # A Ray of its own (private RAY_TMPDIR, short: socket paths are limited), so that killing
+    # it leaves the session's Ray and anything else on the machine alone.
+    ray_tmp = tempfile.mkdtemp(prefix="rgk", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    proc = subprocess.Popen(
+        cmd, start_new_session=True, stdout=log, stderr=subprocess.STDOUT, env=env
+    )
     deadline = time.time() + 420
     while finished_trials(out, "stage1-gen1") < 1 and proc.poll() is None:
         assert time.time() < deadline, "search made no progress"
@@ -74,7 +81,7 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, cap
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
     proc.wait()
     log.close()
-    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    subprocess.run(["pkill", "-9", "-f", ray_tmp], capture_output=True)  # its Ray daemons
     before = results.load(out)
     assert set(before["generation"]) == {0}  # generation 1 was cut off mid-way
 

@@ -56,7 +56,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from raygan import nn, results, spaces
+from raygan import nn, results, spaces, storage
 from raygan.errors import UsageError
 from raygan.searchers.asktell import AskTell, Suggestion, objectives_of
 from raygan.searchers.controller import ControllerSearch
@@ -318,6 +318,11 @@ class IterationView:
 _: type[AskTell] = IterationView  # IterationView satisfies the searcher's protocol
 
 
+def iteration_name(iteration: int) -> str:
+    """The Tune experiment of an iteration's controller steps (under ``<out>/tune``)."""
+    return f"iteration{iteration:03d}"
+
+
 def trial_config(proposal: dict[str, Any], *, base: dict[str, Any], init_g: str) -> dict[str, Any]:
     """The Tune trial config for one proposal (module level: Tune pickles it)."""
     return {**base, **proposal, "g": proposal["genotype"], "init_g": init_g}
@@ -341,7 +346,7 @@ def score_candidate(config: dict[str, Any]) -> None:
         bottom_width=config["bottom_width"],
         n_cells=config["active_cells"],
     )
-    shared = torch.load(config["init_g"], map_location="cpu", weights_only=True)
+    shared = storage.load_torch(config["init_g"], map_location="cpu")
     nn.inherit(generator, shared["G"]).to(device)
     scores = metrics.evaluate(
         generator,
@@ -441,6 +446,15 @@ class AutoganSearch(common.Driver):
         )
         shared = self.shared_round(search, i)
         rows = self.controller_steps(search, i, shared)
+        if not any(r["status"] == "ok" for r in rows):
+            # Something systemic (data, metrics, weights), not a bad architecture: stop before
+            # anything is recorded, and drop the experiment so --resume scores it afresh.
+            fs, path = storage.filesystem(storage.join(self.out, "tune", iteration_name(i)))
+            fs.delete_dir(path)
+            raise RuntimeError(
+                f"no architecture of iteration {i + 1} could be scored ({rows[0]['error']}); "
+                f"fix the cause and rerun with --resume"
+            )
         common.append_once(self.out, rows)
         if shared["metrics"].get("collapsed"):
             self.state["resets"].append(i)
@@ -501,7 +515,7 @@ class AutoganSearch(common.Driver):
         done = supernet.train_round(
             spec,
             name=f"round{iteration:03d}",
-            storage_path=cluster.storage_uri(os.path.join(self.out, "supernet")),
+            storage_path=cluster.storage_uri(storage.join(self.out, "supernet")),
             workers=a.workers,
             use_gpu=a.gpus > 0,
             cpus_per_worker=a.cpus,
@@ -523,14 +537,11 @@ class AutoganSearch(common.Driver):
             score_candidate,
             lambda: AskTellSearcher(IterationView(search, until, to_trial)),
             out=self.out,
-            name=f"iteration{iteration:03d}",
+            name=iteration_name(iteration),
             args=self.args,
             reuse_actors=True,  # a reward trial takes about a second: less than a process start
+            resume_errored=False,  # later proposals depend on what an errored trial was told
         )
-        if any(t.status not in ("TERMINATED", "ERROR") for t in trials):
-            # Tune returns early on Ctrl-C: nothing of this iteration is told, the saved state
-            # stays at its start, and --resume restores this Tune experiment.
-            raise KeyboardInterrupt
         by_key = {t.config["proposal"]: t for t in trials}
         rows = []
         while not iteration_over(search, stage, until):
@@ -616,7 +627,7 @@ class AutoganSearch(common.Driver):
             )
             names = [f"top{rank}.yaml"] + (["best.yaml"] if rank == 1 else [])
             for name in names:
-                spaces.write_arch_file(os.path.join(self.out, name), arch, comment=note)
+                spaces.write_arch_file(storage.join(self.out, name), arch, comment=note)
             written.append(f"top{rank}.yaml {g}")
         print("[autogan] final architectures:\n  " + "\n  ".join(written))
 

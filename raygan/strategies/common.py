@@ -43,7 +43,7 @@ def check_dataset(args: argparse.Namespace) -> None:
     from raygan import data
 
     try:
-        data.load(args.dataset, root=args.data_root, max_images=8)
+        data.load(args.dataset, root=args.data_root, max_images=8, download=args.download)
     except data.DatasetMissing as err:
         raise UsageError(str(err)) from None
 
@@ -112,13 +112,16 @@ def fit_trials(
     name: str,
     args: argparse.Namespace,
     reuse_actors: bool = False,
+    resume_errored: bool = True,
 ) -> list:
     """Run Tune experiment ``name`` (under ``<out>/tune``) to its end and return its trials.
 
     ``searcher()`` makes the search algorithm of a new experiment; an experiment that exists
     already (the driver was killed during it) is restored instead, searcher included.
     ``reuse_actors`` runs trials one after another in the same worker processes: worth it when
-    a trial takes less time than starting a process that imports torch.
+    a trial takes less time than starting a process that imports torch. ``resume_errored``
+    re-runs a restored experiment's errored trials; a search whose later proposals depend on
+    earlier results keeps them as they were told instead (a re-run could change the result).
     """
     from ray import tune
 
@@ -128,7 +131,7 @@ def fit_trials(
     resourced = tune.with_resources(trainable, cluster.trial_resources(args.cpus, args.gpus))
     path = storage.join(root, name)
     if storage.exists(storage.join(path, "tuner.pkl")):
-        tuner = tune.Tuner.restore(path, resourced, resume_errored=True)
+        tuner = tune.Tuner.restore(path, resourced, resume_errored=resume_errored)
     else:
         tuner = tune.Tuner(
             resourced,
