@@ -228,7 +228,7 @@ def _require(root: Path, cls: type, title: str, home: str, download: bool) -> No
         raise DatasetMissing(
             f"{title} not found: expected {root / cls.base_folder}/{{{','.join(missing)}}}; "
             f"extract {cls.filename} from {home} into {root} (or set RAYGAN_DATA to where it "
-            f"is), or pass download=True"
+            f"is), or ask for a download (--download; download=True in Python)"
         )
 
 

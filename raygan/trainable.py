@@ -205,6 +205,7 @@ def run_trial(config: dict[str, Any], report: Report, *, resume_dir: str | None 
         "steps": trainer.step,
         "budget_steps": trainer.step,
         "status": status,
+        "eval_samples": scores["num_samples"],
         "wall_s": time.perf_counter() - start,
         "train_wall_s": train_wall,
         "done": True,

@@ -73,7 +73,7 @@ def test_train_writes_a_row_samples_and_a_resumable_checkpoint(ray_local, tmp_pa
         (["train", "--genotype-file", "/no/such.yaml"], "cannot read genotype file /no/such.yaml"),
         (
             ["train", "--arch", "eagan_cifar10", "--dataset", "cifar10", "--data-root", "/nowhere"],
-            "cifar10",
+            "CIFAR-10 not found: expected /nowhere/cifar-10-batches-py/",
         ),
         (["eval", "/nowhere"], "/nowhere is not a raygan checkpoint"),
     ],

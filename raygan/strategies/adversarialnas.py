@@ -520,6 +520,9 @@ def epoch_row(search: AdversarialSearch, epoch: int, stats: dict[str, Any]) -> d
         "is": scores["is"],
         "is_std": scores["is_std"],
         "fid": scores["fid"],
+        "status": "ok"
+        if math.isfinite(scores["is"]) and math.isfinite(scores["fid"])
+        else "failed",
         "entropy": (g_entropy * g_edges + d_entropy * d_edges) / (g_edges + d_edges),
         "g_params": nn.count_params(
             nn.build_generator(g, width=spec.gf, bottom_width=spec.bottom_width)

@@ -16,6 +16,9 @@ Each search iteration alternates two phases (METHODS.md section 1):
    are, no training) and makes one REINFORCE update (:class:`ControllerSearch`). The reward is
    the Inception Score at the stage's resolution; the paper's batch is 1 (one trial at a time),
    a larger batch scores its architectures in parallel and averages their policy gradients.
+   Tune sees the controller through :class:`IterationView` (a copy that stops at the
+   iteration's end) under the generic ``AskTellSearcher``: ``RLControllerSearcher`` is the
+   same adapter around a whole search, which would run every stage in one experiment.
 
 Multi-level search: stage ``s`` searches cell ``s + 1`` only, generating at
 ``bottom_width * 2**(s + 1)`` px (8, 16, 32 on CIFAR-10; real images resized to match), so the
@@ -115,6 +118,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 D = "autogan_d:"
 """AutoGAN-D, the fixed discriminator of the search and of the written genotype files."""
+
+LAST_STAGE = len(spaces.get("autogan").cells) - 1
+"""MLAS searches one cell per stage: stages 0, 1, 2."""
 
 SETTINGS = (
     "gf",
@@ -385,6 +391,7 @@ class AutoganSearch(common.Driver):
         return common.bottom_width(self.args.dataset)
 
     def resolution(self, stage: int) -> int:
+        """Stage ``s`` generates from its first ``s + 1`` cells: 8, 16, 32 px on CIFAR-10."""
         return self.bottom_width * 2 ** (stage + 1)
 
     def base_config(self) -> dict[str, Any]:
@@ -615,14 +622,14 @@ class AutoganSearch(common.Driver):
     def write_top(self, search: ControllerSearch) -> None:
         """The final top-k as genotype files at the published widths (``best.yaml`` = top 1)."""
         a = self.args
+        d = spaces.Genotype.parse(D)
         written = []
         for rank, prefix in enumerate(search.kept, 1):
             g = search.space.genotype(prefix.cells)
-            d = spaces.Genotype.parse(D)
             arch = spaces.Arch(g, d, a.final_gf, a.final_df, self.bottom_width)
             note = (
                 f"AutoGAN top {rank} of {len(search.kept)}: reward (IS at "
-                f"{self.resolution(2)} px with the shared weights) {prefix.reward:.3f}\n"
+                f"{self.resolution(LAST_STAGE)} px with the shared weights) {prefix.reward:.3f}\n"
                 f"retrain: raygan train --genotype-file THIS_FILE (--width-scale for laptops)"
             )
             names = [f"top{rank}.yaml"] + (["best.yaml"] if rank == 1 else [])
@@ -662,7 +669,7 @@ def analyze(df: pd.DataFrame, out_dir: str) -> str:
             )
         kept = rows[rows["kept"].notna()].sort_values("kept")
         if not kept.empty:
-            label = "final top-k" if int(stage) == int(df["stage"].max()) else "kept prefixes"
+            label = "final top-k" if int(stage) == LAST_STAGE else "kept prefixes"
             lines.append(f"  {label} (best first):")
             show = kept[["kept", "g_genotype", "reward", "is", "fid"]].astype({"kept": int})
             lines.append(show.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
