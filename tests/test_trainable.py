@@ -55,6 +55,7 @@ def test_resume_from_a_mid_run_checkpoint_is_exact(tmp_path):
 
 def test_divergence_ends_as_a_status_not_a_crash():
     rec = Recorder()
-    final = run_trial({**CONFIG, "d_lr": float("nan")}, rec)
-    assert final["status"] == "diverged" and "loss is nan" in final["error"]
+    # learning rates this large blow the weights up within a step or two
+    final = run_trial({**CONFIG, "d_lr": 1e30, "g_lr": 1e30}, rec)
+    assert final["status"] == "diverged" and "loss is" in final["error"]
     assert "fid" not in final
