@@ -276,7 +276,7 @@ def add_search_options(p: argparse.ArgumentParser, presets: dict[str, dict]) -> 
     add_data_options(p)
     add_eval_options(p)
     add_resource_options(p)
-    p.set_defaults(eval_samples=None, max_images=None)
+    p.set_defaults(eval_samples=None, max_images=None, dataset=None)  # the preset fills them
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -284,6 +284,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     module = strategies.available()[args.strategy]
     strategies.apply_preset(args, module.PRESETS)
+    args.dataset = args.dataset or "shapes"
     args.out = args.out or os.path.join("trials", f"{args.strategy}-{args.preset}")
     from raygan import cluster
 

@@ -657,9 +657,10 @@ def analyze(df: pd.DataFrame, out_dir: str) -> str:
         s = rows[rows["phase"] == "search"]
         per_iteration = s.groupby("generation")["reward"].mean()
         resets = sorted(int(g) + 1 for g in rows.loc[rows["reset"], "generation"].unique())
+        n = rows["generation"].nunique()
         lines.append(
-            f"AutoGAN stage {int(stage)}: {len(rows)} architectures scored over "
-            f"{rows['generation'].nunique()} iterations, {(rows['status'] != 'ok').sum()} failed"
+            f"AutoGAN stage {int(stage)}: {len(rows)} architectures scored over {n} "
+            f"iteration{'s' * (n != 1)}, {(rows['status'] != 'ok').sum()} failed"
             + (f", dynamic reset after iteration(s) {resets}" if resets else "")
         )
         if not per_iteration.empty:
