@@ -30,7 +30,6 @@ D_SPACES = ["autogan_d", "eagan_d", "adversarialnas_d"]
 SEEDS = range(3)
 
 
-
 def sample(space: str, seed: int) -> Genotype:
     return spaces.get(space).sample(np.random.default_rng(seed))
 

@@ -19,7 +19,6 @@ EXACT = {
 }
 
 
-
 def test_the_zoo_has_the_six_published_entries():
     assert set(zoo.ZOO) == set(EXACT)
 

@@ -51,20 +51,23 @@ HELP = "EAGAN: two-stage NSGA-II evolution of G (shared supernet), then D (weigh
 # epoch is 50,000 / d_batch discriminator steps, i.e. 50,000 / (d_batch * n_critic) G steps.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "population": 6,
+        # Sized by measurement (bench/RESULTS.md): 8 min on two idle cores. A fresh D drags a
+        # briefly trained G* into a trough of about 150 steps (n_critic 5) before it recovers,
+        # so stage 2 needs 60 steps per generation for its last front to beat its first.
+        "population": 4,
         "generations": 3,
-        "gf": 32,
-        "df": 32,
+        "gf": 16,
+        "df": 16,
         "final_gf": 256,
         "final_df": 128,
         "g_batch": 32,
-        "d_batch": 32,
-        "warmup_steps": 150,
-        "round_steps": 60,
+        "d_batch": 16,
+        "warmup_steps": 300,
+        "round_steps": 150,
         "finetune_steps": 0,
         "s1_n_critic": 1,
         "s1_d_lr": 4e-5,
-        "s2_steps": 40,
+        "s2_steps": 60,
         "s2_n_critic": 5,
         "eval_samples": 500,
         "max_images": 4000,
@@ -104,7 +107,7 @@ MODES = ("max", "min", "min")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--population", type=int, help="P, individuals per generation (even)")
-    p.add_argument("--generations", type=int, help="generations per stage, after the first")
+    p.add_argument("--generations", type=int, help="generations per stage (the first included)")
     p.add_argument("--gf", type=int, help="generator width during search")
     p.add_argument("--df", type=int, help="discriminator width during search")
     p.add_argument("--warmup-steps", type=int, help="stage-1 supernet warm-up (G steps)")
@@ -117,8 +120,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stages",
         default="1,2",
-        choices=["1,2", "1", "2"],
-        help="run both stages (default) or one",
+        choices=["1,2", "1"],
+        help="run both stages (default) or stage 1 only",
     )
 
 
@@ -263,9 +266,8 @@ class EaganSearch(common.Driver):
         from raygan import cluster
 
         if not self.resume_or_start():
-            first = int(self.args.stages[0])
             self.state = {
-                "stage": first,
+                "stage": 1,
                 "algorithm": None,
                 "supernet": None,
                 "g_star": None,
@@ -273,8 +275,6 @@ class EaganSearch(common.Driver):
                 "d_weights": {},
                 "done": False,
             }
-            if first == 2:
-                raise UsageError("stage 2 alone needs stage 1's result: run --stages 1,2")
         cluster.connect(self.args.address)
         self.prepare_metrics(self.base_config(1), [8 * self.bottom_width])
         stages = [int(s) for s in self.args.stages.split(",")]
