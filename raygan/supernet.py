@@ -10,8 +10,12 @@ the other candidates without gradients).
 
 The job reports and checkpoints through ``ray.train.report`` every ``checkpoint_every`` steps,
 so a failed worker restarts from the last checkpoint (``FailureConfig``). The final checkpoint
-holds ``state.pt`` with the unwrapped ``G`` (supernet) and ``D`` state dicts: a candidate trial
-inherits its path's weights from it (:func:`raygan.nn.inherit`).
+holds ``state.pt`` with the unwrapped ``G`` (supernet) and ``D`` state dicts, and ``G_ema``, the
+supernet's EMA kept across rounds (decay 0.999 with the usual warm-up, counted in ``ema_step``
+generator steps since the supernet was built): a candidate trial inherits its path's weights
+from it (:func:`raygan.nn.inherit`) and is scored with the EMA path, as METHODS.md has every
+reported number come from an EMA generator. The raw weights of one GAN step swing far more from
+round to round than the architectures differ, which would drown the search's signal.
 
 AutoGAN's multi-level search trains the first ``n_cells`` cells at a smaller ``resolution``, and
 its dynamic reset watches for collapse: with ``collapse_window`` set, the round ends early, with
@@ -22,6 +26,7 @@ on one that left). The window starts empty in every round and after a worker res
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from collections import deque
@@ -32,7 +37,7 @@ import numpy as np
 import torch
 
 from raygan import data, nn, spaces, storage
-from raygan.train import d_hinge_loss, g_hinge_loss, init_weights
+from raygan.train import d_hinge_loss, ema_decay_at, ema_update, g_hinge_loss, init_weights
 
 STATE_FILE = "state.pt"
 
@@ -111,6 +116,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         discriminator.load_state_dict(source["D"])
         opt_g.load_state_dict(source["opt_g"])
         opt_d.load_state_dict(source["opt_d"])
+    generator_ema = copy.deepcopy(generator).requires_grad_(False).to(device)
+    if source is not None and "G_ema" in source:
+        generator_ema.load_state_dict(source["G_ema"])
+    ema_step = int(source.get("ema_step", 0)) if source is not None else 0
     generator = ray.train.torch.prepare_model(
         generator, parallel_strategy_kwargs={"find_unused_parameters": True}
     )
@@ -150,6 +159,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
+        ema_step += 1
+        ema_update(generator_ema, _unwrap(generator), ema_decay_at(ema_step))
         done = step + 1
         collapsed, variances = _collapse_check(losses, g_loss, d_loss, spec, world, device)
         if done % every == 0 or done == spec.steps or collapsed:
@@ -166,6 +177,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     torch.save(
                         {
                             "G": _unwrap(generator).state_dict(),
+                            "G_ema": generator_ema.state_dict(),
+                            "ema_step": ema_step,
                             "D": _unwrap(discriminator).state_dict(),
                             "opt_g": opt_g.state_dict(),
                             "opt_d": opt_d.state_dict(),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -80,6 +80,17 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+def ema_decay_at(step: int, decay: float = 0.999, warmup: bool = True) -> float:
+    """The EMA decay after ``step`` generator steps (``TrainConfig.ema_warmup`` says why)."""
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay
+
+
+def scored_generator(state: Mapping[str, Any]) -> Mapping[str, torch.Tensor]:
+    """The generator weights a checkpoint is scored with: its EMA copy (METHODS.md: every
+    reported number comes from the EMA generator), or the raw weights if it holds none."""
+    return state["G_ema"] if "G_ema" in state else state["G"]
 
 
 @torch.no_grad()
@@ -160,10 +171,7 @@ class GANTrainer:
         g_loss.backward()
         self.opt_g.step()
         self.step += 1
-        decay = cfg.ema_decay
-        if cfg.ema_warmup:
-            decay = min(decay, (1 + self.step) / (10 + self.step))
-        ema_update(self.G_ema, self.G, decay)
+        ema_update(self.G_ema, self.G, ema_decay_at(self.step, cfg.ema_decay, cfg.ema_warmup))
         return {
             "g_loss": self._check("g", g_loss.detach()),
             "d_loss": self._check("d", d_loss.detach()),

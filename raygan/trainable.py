@@ -29,7 +29,7 @@ from ray import tune
 from ray.tune import Callback
 
 from raygan import data, metrics, nn, results, spaces, storage
-from raygan.train import Diverged, GANTrainer, TrainConfig, init_weights
+from raygan.train import Diverged, GANTrainer, TrainConfig, init_weights, scored_generator
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
@@ -84,10 +84,13 @@ def build_pair(config: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module
 
 def inherit_weights(trainer: GANTrainer, init_g: str | None, init_d: str | None) -> None:
     """Start from other checkpoints' weights: a supernet's shared weights or a trial's."""
-    for key, path, module in (("G", init_g, trainer.G), ("D", init_d, trainer.D)):
-        if path:
-            nn.inherit(module, storage.load_torch(path, map_location=trainer.device)[key])
     trainer.G_ema.load_state_dict(trainer.G.state_dict())
+    if init_g:
+        state = storage.load_torch(init_g, map_location=trainer.device)
+        nn.inherit(trainer.G, state["G"])
+        nn.inherit(trainer.G_ema, scored_generator(state))
+    if init_d:
+        nn.inherit(trainer.D, storage.load_torch(init_d, map_location=trainer.device)["D"])
 
 
 SHAPES_REFERENCE_IMAGES = 10_000

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from raygan import results, spaces, supernet
 from raygan.cli import main
@@ -97,6 +98,17 @@ def search(ray_local, tmp_path_factory) -> SimpleNamespace:
         after_stage_0=after_stage_0,
         killed=killed,
     )
+
+
+def test_the_shared_ema_carries_over_rounds_and_restarts_after_a_reset(search):
+    ema_steps: dict[str, int] = {}
+    for spec, done in search.rounds:
+        state = torch.load(done.state, weights_only=True)
+        expected = ema_steps.get(spec.init, 0) + done.metrics["round_step"]
+        assert state["ema_step"] == expected
+        assert any(not torch.equal(state["G"][k], state["G_ema"][k]) for k in state["G"])
+        ema_steps[done.state] = state["ema_step"]
+    assert [spec.init is None for spec, _ in search.rounds] == [True, False, True]
 
 
 def test_search_runs_three_stages_and_writes_the_top_k(search, capsys):

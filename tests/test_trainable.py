@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from raygan.trainable import run_trial
+from raygan.train import GANTrainer
+from raygan.trainable import build_pair, full_config, inherit_weights, run_trial, train_config
 
 CONFIG = {
     "g": "nas_cell_g:1,1,1,0,2,3,1/1,1,0,1,3,0,5/0,1,0,3,0,0,3",
@@ -59,3 +60,17 @@ def test_divergence_ends_as_a_status_not_a_crash():
     final = run_trial({**CONFIG, "d_lr": 1e30, "g_lr": 1e30}, rec)
     assert final["status"] == "diverged" and "loss is" in final["error"]
     assert "fid" not in final
+
+
+def test_inherited_weights_train_from_g_and_score_from_its_ema(tmp_path):
+    rec = Recorder()
+    run_trial({**CONFIG, "checkpoint_every": 6}, rec)
+    state = rec.reports[-1][1]
+    assert any(not torch.equal(state["G"][k], state["G_ema"][k]) for k in state["G"])
+    torch.save(state, tmp_path / "state.pt")
+    config = full_config({**CONFIG, "seed": 2})
+    trainer = GANTrainer(*build_pair(config), train_config(config))
+    inherit_weights(trainer, str(tmp_path / "state.pt"), str(tmp_path / "state.pt"))
+    for key, module in (("G", trainer.G), ("G_ema", trainer.G_ema), ("D", trainer.D)):
+        for name, value in module.state_dict().items():
+            assert torch.equal(value, state[key][name]), (key, name)

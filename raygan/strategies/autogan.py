@@ -64,6 +64,7 @@ from raygan.errors import UsageError
 from raygan.searchers.asktell import AskTell, Suggestion, objectives_of
 from raygan.searchers.controller import ControllerSearch
 from raygan.strategies import common
+from raygan.train import scored_generator
 
 HELP = "AutoGAN: RL controller over a shared GAN, grown cell by cell (8, 16, 32 px)"
 
@@ -353,7 +354,7 @@ def score_candidate(config: dict[str, Any]) -> None:
         n_cells=config["active_cells"],
     )
     shared = storage.load_torch(config["init_g"], map_location="cpu")
-    nn.inherit(generator, shared["G"]).to(device)
+    nn.inherit(generator, scored_generator(shared)).to(device)
     scores = metrics.evaluate(
         generator,
         reference=reference_for(config, generator.resolution),

@@ -53,7 +53,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         # Sized by measurement (bench/RESULTS.md): 8 min on two idle cores. A fresh D drags a
         # briefly trained G* into a trough of about 150 steps (n_critic 5) before it recovers,
-        # so stage 2 needs 60 steps per generation for its last front to beat its first.
+        # so stage 2 needs 60 steps per generation to climb out of it within the stage.
         "population": 4,
         "generations": 3,
         "gf": 16,
