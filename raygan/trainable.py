@@ -84,13 +84,18 @@ def build_pair(config: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module
 
 def inherit_weights(trainer: GANTrainer, init_g: str | None, init_d: str | None) -> None:
     """Start from other checkpoints' weights: a supernet's shared weights or a trial's."""
+    # Stage 1 takes G and D from the same supernet checkpoint: read it once (it may be large
+    # and remote).
+    states = {
+        path: storage.load_torch(path, map_location=trainer.device)
+        for path in {init_g, init_d} - {None, ""}
+    }
     trainer.G_ema.load_state_dict(trainer.G.state_dict())
     if init_g:
-        state = storage.load_torch(init_g, map_location=trainer.device)
-        nn.inherit(trainer.G, state["G"])
-        nn.inherit(trainer.G_ema, scored_generator(state))
+        nn.inherit(trainer.G, states[init_g]["G"])
+        nn.inherit(trainer.G_ema, scored_generator(states[init_g]))
     if init_d:
-        nn.inherit(trainer.D, storage.load_torch(init_d, map_location=trainer.device)["D"])
+        nn.inherit(trainer.D, states[init_d]["D"])
 
 
 SHAPES_REFERENCE_IMAGES = 10_000
