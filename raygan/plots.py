@@ -109,3 +109,26 @@ def line(
     if group or len(ys) > 1:
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def image_panels(
+    images: Sequence[tuple[bytes, str]], path: str, *, title: str = "", columns: int = 4
+) -> list[str]:
+    """PNG images (each with a caption) side by side in one figure: the samples of a Pareto
+    front, so that a collapsed generator is seen, not inferred from its IS and FID."""
+    plt = _pyplot()
+    if plt is None or not images:
+        return []
+    import io
+
+    columns = min(columns, len(images))
+    rows = -(-len(images) // columns)
+    size = (max(3 * columns, 6), 3.2 * rows + 0.4)
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (png, caption) in zip(axes.flat, images, strict=False):
+        ax.imshow(plt.imread(io.BytesIO(png), format="png"))
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

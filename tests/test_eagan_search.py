@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 import pandas as pd
 
 from raygan import results, spaces
@@ -118,8 +119,39 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, cap
     assert main(["analyze", out]) == 0
     text = capsys.readouterr().out
     assert "EAGAN stage 1" in text and "Pareto front" in text and "hypervolume" in text
-    for name in ("pareto_stage1.png", "pareto_stage2.png", "hypervolume_stage1.png"):
+    names = ["pareto_stage1.png", "pareto_stage2.png", "hypervolume_stage1.png"]
+    names += ["front_samples_stage1.png", "front_samples_stage2.png"]
+    for name in names:
         assert os.path.getsize(os.path.join(out, name)) > 1000
+        assert f"plot: {os.path.join(out, name)}" in text
+
+
+def test_front_samples_show_each_member_with_a_checkpoint(tmp_path):
+    """One captioned panel per front member whose trial saved samples; gone ones left out."""
+    import torch
+
+    from raygan import nn
+    from raygan.strategies.eagan import front_samples
+    from raygan.trainable import SAMPLES_FILE, save_samples
+
+    kept = tmp_path / "trial-a" / "checkpoint_000000"
+    kept.mkdir(parents=True)
+    genotype = spaces.get("nas_cell_g").sample(np.random.default_rng(0))
+    torch.manual_seed(0)
+    save_samples(nn.build_generator(genotype, width=8), str(kept / SAMPLES_FILE), n=4)
+    front = pd.DataFrame(
+        {
+            "is": [1.5, 1.2, 1.1],
+            "fid": [80.0, 90.0, 95.0],
+            "g_genotype": [str(genotype)] * 3,
+            "checkpoint": [str(kept), str(tmp_path / "trial-b" / "gone"), None],
+        }
+    )
+    panels = front_samples(front, "g_genotype")
+    assert len(panels) == 1
+    png, caption = panels[0]
+    assert png == (kept / SAMPLES_FILE).read_bytes() and png.startswith(b"\x89PNG")
+    assert "FID 80.0" in caption and "IS 1.50" in caption and str(genotype).split(":")[1] in caption
 
 
 def test_bad_spec_stops_before_ray_with_one_line(tmp_path, capsys):

@@ -512,6 +512,28 @@ def analyze(df: pd.DataFrame, out_dir: str) -> str:
             os.path.join(out_dir, f"hypervolume_stage{stage}.png"),
             title=f"EAGAN stage {stage}: hypervolume per generation",
         )
+        written += plots.image_panels(
+            front_samples(front.sort_values("fid"), searched),
+            os.path.join(out_dir, f"front_samples_stage{stage}.png"),
+            title=f"EAGAN stage {stage}: samples of the last generation's Pareto front",
+        )
         lines += [f"plot: {p}" for p in written]
         lines.append("")
     return "\n".join(lines)
+
+
+def front_samples(front: pd.DataFrame, searched: str) -> list[tuple[bytes, str]]:
+    """Each front member's sample grid (saved with its trial's final checkpoint), captioned
+    with its scores and genotype; members whose checkpoint is gone are left out."""
+    from raygan.trainable import SAMPLES_FILE
+
+    panels = []
+    for _, row in front.iterrows():
+        if not isinstance(row["checkpoint"], str):
+            continue
+        path = storage.join(row["checkpoint"], SAMPLES_FILE)
+        if storage.exists(path):
+            genes = str(row[searched]).split(":", 1)[-1]
+            caption = f"IS {row['is']:.2f}, FID {row['fid']:.1f}\n{genes}"
+            panels.append((storage.read_bytes(path), caption))
+    return panels
