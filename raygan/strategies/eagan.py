@@ -51,9 +51,12 @@ HELP = "EAGAN: two-stage NSGA-II evolution of G (shared supernet), then D (weigh
 # epoch is 50,000 / d_batch discriminator steps, i.e. 50,000 / (d_batch * n_critic) G steps.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        # Sized by measurement (bench/RESULTS.md): 8 min on two idle cores. A fresh D drags a
-        # briefly trained G* into a trough of about 150 steps (n_critic 5) before it recovers,
-        # so stage 2 needs 60 steps per generation to climb out of it within the stage.
+        # Sized by measurement (bench/RESULTS.md): under 10 min on two idle cores. A fresh D
+        # drags a briefly trained G* into a trough of about 150 steps (n_critic 5) before it
+        # recovers, so stage 2 needs 60 steps per generation to climb out of it within the
+        # stage. Stage 1 departs from the paper's n_critic 1 and D lr 4e-5, which are meant
+        # for 50 warm-up epochs: in a few hundred steps they leave every path collapsed (one
+        # image for every noise vector), so here D trains as in stage 2.
         "population": 4,
         "generations": 3,
         "gf": 16,
@@ -62,11 +65,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "final_df": 128,
         "g_batch": 32,
         "d_batch": 16,
-        "warmup_steps": 300,
-        "round_steps": 150,
+        "warmup_steps": 150,
+        "round_steps": 100,
         "finetune_steps": 0,
-        "s1_n_critic": 1,
-        "s1_d_lr": 4e-5,
+        "s1_n_critic": 5,
+        "s1_d_lr": 2e-4,
         "s2_steps": 60,
         "s2_n_critic": 5,
         "eval_samples": 500,
