@@ -6,6 +6,7 @@ stderr, when matplotlib is not installed, so analysis text never depends on plot
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -119,8 +120,6 @@ def image_panels(
     plt = _pyplot()
     if plt is None or not images:
         return []
-    import io
-
     columns = min(columns, len(images))
     rows = -(-len(images) // columns)
     size = (max(3 * columns, 6), 3.2 * rows + 0.4)
