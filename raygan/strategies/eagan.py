@@ -481,7 +481,7 @@ def analyze(df: pd.DataFrame, out_dir: str) -> str:
         objectives = OBJECTIVES[stage]
         rows = df[df["stage"] == stage]
         last = rows[rows["generation"] == rows["generation"].max()]
-        front = pareto_front(last, dict(zip(objectives, MODES, strict=True)))
+        front = pareto_front(last, dict(zip(objectives, MODES, strict=True))).sort_values("fid")
         hv = hypervolume_by_generation(df, stage)
         searched = "g_genotype" if stage == 1 else "d_genotype"
         lines.append(
@@ -493,7 +493,7 @@ def analyze(df: pd.DataFrame, out_dir: str) -> str:
             f"Pareto front of generation {int(last['generation'].max())} "
             f"({', '.join(f'{o} {m}' for o, m in zip(objectives, MODES, strict=True))}):"
         )
-        show = front[[*objectives, searched, "checkpoint"]].sort_values("fid")
+        show = front[[*objectives, searched, "checkpoint"]]
         lines.append(show.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         lines.append("hypervolume per generation (normalised objectives, ref 1.1):")
         lines.append(hv.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
@@ -517,7 +517,7 @@ def analyze(df: pd.DataFrame, out_dir: str) -> str:
             title=f"EAGAN stage {stage}: hypervolume per generation",
         )
         written += plots.image_panels(
-            front_samples(front.sort_values("fid"), searched),
+            front_samples(front, searched),
             os.path.join(out_dir, f"front_samples_stage{stage}.png"),
             title=f"EAGAN stage {stage}: samples of the last generation's Pareto front",
         )
