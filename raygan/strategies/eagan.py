@@ -51,13 +51,13 @@ HELP = "EAGAN: two-stage NSGA-II evolution of G (shared supernet), then D (weigh
 # epoch is 50,000 / d_batch discriminator steps, i.e. 50,000 / (d_batch * n_critic) G steps.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        # Sized by measurement (bench/RESULTS.md): under 10 min on two idle cores. A fresh D
-        # drags a briefly trained G* into a trough of about 150 steps (n_critic 5) before it
-        # recovers; stage 2's 60 steps per generation were sized to climb out of it, and with
-        # this stage 1's better-trained G* they did not on two seeds of three. Stage 1
+        # Sized by measurement (bench/RESULTS.md): under 10 min on two idle cores. Stage 1
         # departs from the paper's n_critic 1 and D lr 4e-5, which are meant for 50 warm-up
         # epochs: in a few hundred steps they leave every path collapsed (one image for every
-        # noise vector), so here D trains as in stage 2.
+        # noise vector), so here D trains as in stage 2. Stage 2 departs from the paper's G lr
+        # 2e-4: G*, trained against AutoGAN-D, gets worse within 20-80 steps under a new
+        # searched D at width 16, and weight resetting carries it on; 2e-5 slows that most
+        # (bench/eagan_stage2_drift.py).
         "population": 4,
         "generations": 3,
         "gf": 16,
@@ -73,6 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "s1_d_lr": 2e-4,
         "s2_steps": 60,
         "s2_n_critic": 5,
+        "s2_g_lr": 2e-5,
         "eval_samples": 500,
         "max_images": 4000,
         "workers": 2,
@@ -94,6 +95,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "s1_d_lr": 4e-5,
         "s2_steps": 10 * 156,
         "s2_n_critic": 5,
+        "s2_g_lr": 2e-4,
         "eval_samples": 5000,
         "max_images": 50_000,
         "workers": 1,
@@ -241,6 +243,7 @@ class EaganSearch(common.Driver):
             "d_batch": a.d_batch,
             "steps": a.finetune_steps if s1 else a.s2_steps,
             "n_critic": a.s1_n_critic if s1 else a.s2_n_critic,
+            "g_lr": 2e-4 if s1 else a.s2_g_lr,
             "d_lr": a.s1_d_lr if s1 else 2e-4,
             "seed": a.seed,
             "eval_samples": a.eval_samples,

@@ -1,0 +1,113 @@
+"""Why an EAGAN search's stage-2 scores fall: replay one stage-2 trial for longer, scoring
+its EMA generator every few steps, at several generator learning rates.
+
+A stage-2 trial trains (a copy of G*, one candidate D) and is scored once at the end. This
+script rebuilds that trial from the ``config.json`` saved with its checkpoint (same weights
+inherited, same seed, data and budget settings, so at the trial's own learning rate and step
+count it reproduces the trial's score) and prints IS and FID along the way instead of once.
+
+Run from the repository root, on a finished search (no Ray needed):
+
+    python bench/eagan_stage2_drift.py DIR [--trial CHECKPOINT_DIR] [--g-lr 2e-4 5e-5]
+                                          [--steps 120] [--every 20]
+
+Without ``--trial`` it replays generation 0's first stage-2 trial: G* from its stage-1
+(supernet) weights against a freshly initialised D.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from raygan import data, metrics, results, storage
+from raygan.train import GANTrainer
+from raygan.trainable import (
+    CONFIG_FILE,
+    build_pair,
+    full_config,
+    inherit_weights,
+    reference_for,
+    train_config,
+)
+
+
+def first_stage2_trial(search_dir: str) -> str:
+    df = results.load(search_dir)
+    rows = df[(df["stage"] == 2) & (df["generation"] == 0)].sort_values("individual")
+    if rows.empty:
+        raise SystemExit(f"{search_dir} has no stage-2 trials")
+    return rows.iloc[0]["checkpoint"]
+
+
+def replay(config: dict, g_lr: float, steps: int, every: int) -> list[tuple[int, float, float]]:
+    """(step, IS, FID) at step 0 and every ``every`` steps up to ``steps``."""
+    config = full_config({**config, "g_lr": g_lr})
+    cfg = train_config(config)
+    torch.manual_seed(cfg.seed)
+    generator, discriminator = build_pair(config)
+    trainer = GANTrainer(generator, discriminator, cfg)
+    inherit_weights(trainer, config["init_g"], config["init_d"])
+    images = data.load(
+        config["dataset"],
+        root=config["data_root"],
+        resolution=generator.resolution,
+        max_images=config["max_images"],
+        seed=cfg.seed,
+    )
+    batches = data.DeviceBatches(images, trainer.device, seed=cfg.seed)
+    reference = reference_for(config, generator.resolution)
+
+    def score() -> tuple[int, float, float]:
+        s = metrics.evaluate(
+            trainer.G_ema,
+            reference=reference,
+            num_samples=config["eval_samples"],
+            extractor=config["extractor"],
+            inception_weights=config["inception_weights"],
+            seed=cfg.seed,
+        )
+        return trainer.step, s["is"], s["fid"]
+
+    curve = [score()]
+    while trainer.step < steps:
+        trainer.run(batches, min(every, steps - trainer.step))
+        curve.append(score())
+    return curve
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("search_dir", help="a finished `raygan search eagan` folder")
+    p.add_argument("--trial", help="a stage-2 trial's checkpoint folder (default: gen 0's first)")
+    p.add_argument("--g-lr", type=float, nargs="+", default=[2e-4, 5e-5, 2e-5])
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--every", type=int, default=20)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; a trial ran with one per CPU it held (1 in the quick preset), "
+        "and only the same count reproduces its score to the digit",
+    )
+    args = p.parse_args()
+
+    trial = args.trial or first_stage2_trial(args.search_dir)
+    with open(storage.join(trial, CONFIG_FILE)) as f:
+        config = json.load(f)
+    print(f"trial {trial}")
+    print(f"G {config['g']}\nD {config['d']} ({'inherited' if config['init_d'] else 'fresh'})")
+    print(f"the trial trained {config['steps']} steps at G lr {config.get('g_lr', 2e-4)}")
+    torch.set_num_threads(args.threads)
+    for g_lr in args.g_lr:
+        start = time.perf_counter()
+        curve = replay(config, g_lr, args.steps, args.every)
+        points = "  ".join(f"{step}: {fid:.0f} ({is_:.2f})" for step, is_, fid in curve)
+        print(f"G lr {g_lr:g}, FID (IS) by step: {points}  [{time.perf_counter() - start:.0f} s]")
+
+
+if __name__ == "__main__":
+    main()
