@@ -6,7 +6,7 @@ script rebuilds that trial from the ``config.json`` saved with its checkpoint (s
 inherited, same seed, data and budget settings, so at the trial's own learning rate and step
 count it reproduces the trial's score) and prints IS and FID along the way instead of once.
 
-Run from the repository root, on a finished search (no Ray needed):
+Run from the repository root, on a finished search (one process; no Ray cluster starts):
 
     python bench/eagan_stage2_drift.py DIR [--trial CHECKPOINT_DIR] [--g-lr 2e-4 5e-5]
                                           [--steps 120] [--every 20]
@@ -19,20 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import tempfile
 import time
 
 import torch
 
-from raygan import data, metrics, results, storage
-from raygan.train import GANTrainer
-from raygan.trainable import (
-    CONFIG_FILE,
-    build_pair,
-    full_config,
-    inherit_weights,
-    reference_for,
-    train_config,
-)
+from raygan import results, storage
+from raygan.trainable import CONFIG_FILE, STATE_FILE, run_trial
 
 
 def first_stage2_trial(search_dir: str) -> str:
@@ -44,38 +39,28 @@ def first_stage2_trial(search_dir: str) -> str:
 
 
 def replay(config: dict, g_lr: float, steps: int, every: int) -> list[tuple[int, float, float]]:
-    """(step, IS, FID) at step 0 and every ``every`` steps up to ``steps``."""
-    config = full_config({**config, "g_lr": g_lr})
-    cfg = train_config(config)
-    torch.manual_seed(cfg.seed)
-    generator, discriminator = build_pair(config)
-    trainer = GANTrainer(generator, discriminator, cfg)
-    inherit_weights(trainer, config["init_g"], config["init_d"])
-    images = data.load(
-        config["dataset"],
-        root=config["data_root"],
-        resolution=generator.resolution,
-        max_images=config["max_images"],
-        seed=cfg.seed,
-    )
-    batches = data.DeviceBatches(images, trainer.device, seed=cfg.seed)
-    reference = reference_for(config, generator.resolution)
+    """(step, IS, FID) at step 0 and every ``every`` steps up to ``steps``.
 
-    def score() -> tuple[int, float, float]:
-        s = metrics.evaluate(
-            trainer.G_ema,
-            reference=reference,
-            num_samples=config["eval_samples"],
-            extractor=config["extractor"],
-            inception_weights=config["inception_weights"],
-            seed=cfg.seed,
-        )
-        return trainer.step, s["is"], s["fid"]
+    Each point is :func:`raygan.trainable.run_trial` itself, resumed from the previous point's
+    final checkpoint (bit-for-bit the same as training straight through), so the replay
+    trains and scores exactly as a trial does.
+    """
+    curve = []
+    with tempfile.TemporaryDirectory() as kept:
 
-    curve = [score()]
-    while trainer.step < steps:
-        trainer.run(batches, min(every, steps - trainer.step))
-        curve.append(score())
+        def keep_final(result: dict, checkpoint_dir: str | None) -> None:
+            if result.get("done") and checkpoint_dir:
+                shutil.copy(os.path.join(checkpoint_dir, STATE_FILE), kept)
+
+        resume = None
+        for until in range(0, steps + 1, every):
+            trial = {**config, "g_lr": g_lr, "steps": until, "checkpoint_every": 0}
+            final = run_trial(trial, keep_final, resume_dir=resume)
+            if final["status"] != "ok":
+                print(f"  stopped at step {final['steps']}: {final.get('error', final['status'])}")
+                break
+            curve.append((until, final["is"], final["fid"]))
+            resume = kept
     return curve
 
 
