@@ -27,6 +27,7 @@ import time
 import torch
 
 from raygan import results, storage
+from raygan.train import TrainConfig
 from raygan.trainable import CONFIG_FILE, STATE_FILE, run_trial
 
 
@@ -85,7 +86,8 @@ def main() -> None:
         config = json.load(f)
     print(f"trial {trial}")
     print(f"G {config['g']}\nD {config['d']} ({'inherited' if config['init_d'] else 'fresh'})")
-    print(f"the trial trained {config['steps']} steps at G lr {config.get('g_lr', 2e-4)}")
+    trained_lr = config.get("g_lr", TrainConfig.g_lr)  # configs before s2_g_lr lack it
+    print(f"the trial trained {config['steps']} steps at G lr {trained_lr}")
     torch.set_num_threads(args.threads)
     for g_lr in args.g_lr:
         start = time.perf_counter()
