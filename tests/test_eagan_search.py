@@ -15,7 +15,7 @@ import pandas as pd
 
 from raygan import results, spaces
 from raygan.cli import main
-from raygan.strategies.eagan import hypervolume_by_generation
+from raygan.strategies.eagan import PRESETS, hypervolume_by_generation
 
 P, GENERATIONS = 4, 2
 TINY = [
@@ -165,3 +165,17 @@ def test_bad_spec_stops_before_ray_with_one_line(tmp_path, capsys):
         == 2
     )
     assert not os.path.exists(os.path.join(out, "trials.parquet"))
+
+
+def test_paper_preset_budgets_are_the_papers_epochs():
+    """METHODS.md: warm-up 50 epochs and rounds of 10 (n_critic 1); a stage-2 round is 10
+    epochs at n_critic 5 whose batches are shared among all P pairs."""
+    p = PRESETS["paper"]
+
+    def epoch(n_critic: int) -> int:  # G steps per pass over CIFAR-10's 50,000 images
+        return 50_000 // (p["d_batch"] * n_critic)
+
+    assert (p["population"], p["generations"], p["dataset"]) == (32, 18, "cifar10")
+    assert p["warmup_steps"] == 50 * epoch(p["s1_n_critic"])
+    assert p["round_steps"] == 10 * epoch(p["s1_n_critic"])
+    assert p["s2_steps"] == 10 * epoch(p["s2_n_critic"]) // p["population"]

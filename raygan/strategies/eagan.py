@@ -49,6 +49,7 @@ HELP = "EAGAN: two-stage NSGA-II evolution of G (shared supernet), then D (weigh
 
 # Budgets are in generator steps. The paper counts epochs of CIFAR-10 (50,000 images): one
 # epoch is 50,000 / d_batch discriminator steps, i.e. 50,000 / (d_batch * n_critic) G steps.
+# A stage-2 round interleaves all P pairs batch by batch, so each pair gets 1/P of its batches.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         # Sized by measurement (bench/RESULTS.md): under 10 min on two idle cores. Stage 1
@@ -93,7 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "finetune_steps": 0,
         "s1_n_critic": 1,
         "s1_d_lr": 4e-5,
-        "s2_steps": 10 * 156,
+        "s2_steps": 10 * 156 // 32,  # 10 epochs at n_critic 5, shared by P = 32 pairs
         "s2_n_critic": 5,
         "s2_g_lr": 2e-4,
         "eval_samples": 5000,
