@@ -55,10 +55,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Sized by measurement (bench/RESULTS.md): under 10 min on two idle cores. Stage 1
         # departs from the paper's n_critic 1 and D lr 4e-5, which are meant for 50 warm-up
         # epochs: in a few hundred steps they leave every path collapsed (one image for every
-        # noise vector), so here D trains as in stage 2. Stage 2 departs from the paper's G lr
-        # 2e-4: G*, trained against AutoGAN-D, gets worse within 20-80 steps under a new
-        # searched D at width 16, and weight resetting carries it on; 2e-5 slows that most
-        # (bench/eagan_stage2_drift.py).
+        # noise vector), so here D trains as in the paper's stage 2. Stage 2 departs from the
+        # paper's lr 2e-4 (G and D alike): G*, trained against AutoGAN-D, gets worse within
+        # 20-80 steps under a new searched D at width 16, and weight resetting carries it on;
+        # 2e-5 for both slows that most (bench/eagan_stage2_drift.py).
         "population": 4,
         "generations": 3,
         "gf": 16,
@@ -74,7 +74,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "s1_d_lr": 2e-4,
         "s2_steps": 60,
         "s2_n_critic": 5,
-        "s2_g_lr": 2e-5,
+        "s2_lr": 2e-5,
         "eval_samples": 500,
         "max_images": 4000,
         "workers": 2,
@@ -96,7 +96,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "s1_d_lr": 4e-5,
         "s2_steps": 10 * 156 // 32,  # 10 epochs at n_critic 5, shared by P = 32 pairs
         "s2_n_critic": 5,
-        "s2_g_lr": 2e-4,
+        "s2_lr": 2e-4,
         "eval_samples": 5000,
         "max_images": 50_000,
         "workers": 1,
@@ -244,8 +244,8 @@ class EaganSearch(common.Driver):
             "d_batch": a.d_batch,
             "steps": a.finetune_steps if s1 else a.s2_steps,
             "n_critic": a.s1_n_critic if s1 else a.s2_n_critic,
-            "g_lr": 2e-4 if s1 else a.s2_g_lr,
-            "d_lr": a.s1_d_lr if s1 else 2e-4,
+            "g_lr": 2e-4 if s1 else a.s2_lr,
+            "d_lr": a.s1_d_lr if s1 else a.s2_lr,
             "seed": a.seed,
             "eval_samples": a.eval_samples,
             "extractor": a.extractor,
