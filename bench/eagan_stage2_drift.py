@@ -93,7 +93,7 @@ def main() -> None:
     trained_g_lr = config.get("g_lr", TrainConfig.g_lr)
     trained_d_lr = config.get("d_lr", TrainConfig.d_lr)
     print(f"the trial trained {config['steps']} steps at G lr {trained_g_lr}, D lr {trained_d_lr}")
-    d_lr = args.d_lr or trained_d_lr
+    d_lr = trained_d_lr if args.d_lr is None else args.d_lr
     torch.set_num_threads(args.threads)
     for g_lr in args.g_lr:
         start = time.perf_counter()
