@@ -1,5 +1,6 @@
 """`raygan search eagan` as a user runs it: killed mid-generation, resumed, analysed."""
 
+import argparse
 import glob
 import json
 import math
@@ -15,7 +16,7 @@ import pandas as pd
 
 from raygan import results, spaces
 from raygan.cli import main
-from raygan.strategies.eagan import PRESETS, hypervolume_by_generation
+from raygan.strategies.eagan import PRESETS, hypervolume_by_generation, stage2_steps
 
 P, GENERATIONS = 4, 2
 TINY = [
@@ -158,6 +159,8 @@ def test_bad_spec_stops_before_ray_with_one_line(tmp_path, capsys):
     out = str(tmp_path / "x")
     assert main(["search", "eagan", "--population", "5", "--out", out]) == 2
     assert "--population must be even" in capsys.readouterr().err
+    assert main(["search", "eagan", "--population", "200", "--out", out]) == 2
+    assert "--s2-steps must be a whole number >= 1, got 0 (120 round" in capsys.readouterr().err
     assert main(["search", "eagan", "--out", out, "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
     assert (
@@ -169,7 +172,7 @@ def test_bad_spec_stops_before_ray_with_one_line(tmp_path, capsys):
 
 def test_paper_preset_budgets_are_the_papers_epochs():
     """METHODS.md: warm-up 50 epochs and rounds of 10 (n_critic 1); a stage-2 round is 10
-    epochs at n_critic 5 whose batches are shared among all P pairs."""
+    epochs at n_critic 5 whose batches are shared among all P pairs, whatever P is."""
     p = PRESETS["paper"]
 
     def epoch(n_critic: int) -> int:  # G steps per pass over CIFAR-10's 50,000 images
@@ -178,4 +181,8 @@ def test_paper_preset_budgets_are_the_papers_epochs():
     assert (p["population"], p["generations"], p["dataset"]) == (32, 18, "cifar10")
     assert p["warmup_steps"] == 50 * epoch(p["s1_n_critic"])
     assert p["round_steps"] == 10 * epoch(p["s1_n_critic"])
-    assert p["s2_steps"] == 10 * epoch(p["s2_n_critic"]) // p["population"]
+    assert p["s2_round_steps"] == 10 * epoch(p["s2_n_critic"])
+    for population, per_pair in ((32, 48), (16, 97)):
+        args = argparse.Namespace(**{**p, "population": population, "s2_steps": None})
+        assert stage2_steps(args) == per_pair == p["s2_round_steps"] // population
+    assert stage2_steps(argparse.Namespace(**{**p, "s2_steps": 7})) == 7

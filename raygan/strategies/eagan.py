@@ -49,7 +49,8 @@ HELP = "EAGAN: two-stage NSGA-II evolution of G (shared supernet), then D (weigh
 
 # Budgets are in generator steps. The paper counts epochs of CIFAR-10 (50,000 images): one
 # epoch is 50,000 / d_batch discriminator steps, i.e. 50,000 / (d_batch * n_critic) G steps.
-# A stage-2 round interleaves all P pairs batch by batch, so each pair gets 1/P of its batches.
+# A stage-2 round interleaves all P pairs batch by batch, so each pair gets 1/P of its batches:
+# the presets give the round's budget (``s2_round_steps``) and each pair trains its share.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         # Sized by measurement (bench/RESULTS.md): under 10 min on two idle cores. Stage 1
@@ -58,7 +59,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # noise vector), so here D trains as in the paper's stage 2. Stage 2 departs from the
         # paper's lr 2e-4 (G and D alike): G*, trained against AutoGAN-D, gets worse within
         # 20-80 steps under a new searched D at width 16, and weight resetting carries it on;
-        # 2e-5 for both slows that most (bench/eagan_stage2_drift.py).
+        # 2e-5 for both slows that most (bench/eagan_stage2_drift.py). 30 steps per pair and
+        # generation take stage 2 half the time of 60, with as many seeds of six improving.
         "population": 4,
         "generations": 3,
         "gf": 16,
@@ -73,7 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "s1_n_critic": 5,
         "s1_g_lr": 2e-4,
         "s1_d_lr": 2e-4,
-        "s2_steps": 60,
+        "s2_round_steps": 120,  # 30 per pair at P 4
         "s2_n_critic": 5,
         "s2_lr": 2e-5,
         "eval_samples": 500,
@@ -96,7 +98,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "s1_n_critic": 1,
         "s1_g_lr": 2e-4,
         "s1_d_lr": 4e-5,
-        "s2_steps": 10 * 156 // 32,  # 10 epochs at n_critic 5, shared by P = 32 pairs
+        "s2_round_steps": 10 * 156,  # 10 epochs at n_critic 5
         "s2_n_critic": 5,
         "s2_lr": 2e-4,
         "eval_samples": 5000,
@@ -122,7 +124,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-steps", type=int, help="stage-1 supernet warm-up (G steps)")
     p.add_argument("--round-steps", type=int, help="stage-1 supernet steps per generation")
     p.add_argument("--finetune-steps", type=int, help="steps each stage-1 candidate fine-tunes")
-    p.add_argument("--s2-steps", type=int, help="stage-2 steps each pair trains per generation")
+    p.add_argument(
+        "--s2-steps",
+        type=int,
+        help="stage-2 steps each pair trains per generation (default: the preset's round "
+        "budget shared by the P pairs, as in the paper)",
+    )
     p.add_argument("--workers", type=int, help="Ray Train workers for the supernet rounds")
     p.add_argument("--g-batch", type=int, help="generator batch size")
     p.add_argument("--d-batch", type=int, help="discriminator batch size (real images)")
@@ -132,6 +139,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["1,2", "1"],
         help="run both stages (default) or stage 1 only",
     )
+
+
+def stage2_steps(args: argparse.Namespace) -> int:
+    """Steps each stage-2 pair trains per generation: ``--s2-steps``, else the round's budget
+    shared by the P pairs (the paper interleaves all pairs within one round)."""
+    if args.s2_steps is not None:
+        return args.s2_steps
+    return args.s2_round_steps // args.population
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -146,7 +161,6 @@ def validate(args: argparse.Namespace) -> None:
             "g_batch",
             "d_batch",
             "round_steps",
-            "s2_steps",
             "workers",
             "eval_samples",
             "max_images",
@@ -157,6 +171,12 @@ def validate(args: argparse.Namespace) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
     if args.population < 4 or args.population % 2:
         raise UsageError(f"--population must be even and at least 4, got {args.population}")
+    if (steps := stage2_steps(args)) < 1:
+        shared = f" ({args.s2_round_steps} round steps / {args.population} pairs)"
+        raise UsageError(
+            f"--s2-steps must be a whole number >= 1, got {steps}"
+            + ("" if args.s2_steps is not None else shared)
+        )
     common.check_resources(args)
 
 
@@ -244,7 +264,7 @@ class EaganSearch(common.Driver):
             "max_images": a.max_images,
             "g_batch": a.g_batch,
             "d_batch": a.d_batch,
-            "steps": a.finetune_steps if s1 else a.s2_steps,
+            "steps": a.finetune_steps if s1 else stage2_steps(a),
             "n_critic": a.s1_n_critic if s1 else a.s2_n_critic,
             "g_lr": a.s1_g_lr if s1 else a.s2_lr,
             "d_lr": a.s1_d_lr if s1 else a.s2_lr,
