@@ -400,7 +400,7 @@ class DeviceBatches:
         }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self._gen.set_state(state["rng"])
+        self._gen.set_state(state["rng"].cpu())  # loaded with map_location, may be on a GPU
         self._order = state["order"].to(self.device)
         self._pos = int(state["pos"])
         self._drawn = int(state["drawn"])

@@ -98,7 +98,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     torch.manual_seed(spec.seed)  # identical initial weights on every worker
-    generator, discriminator = build_models(spec)
+    # on the device before the optimisers load their state, which then lands there too
+    generator, discriminator = (m.to(device) for m in build_models(spec))
     opt_g = torch.optim.Adam(generator.parameters(), lr=spec.g_lr, betas=tuple(spec.betas))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=spec.d_lr, betas=tuple(spec.betas))
     start = 0
@@ -106,10 +107,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     source = None
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            source = torch.load(os.path.join(d, STATE_FILE), weights_only=True)
+            source = torch.load(os.path.join(d, STATE_FILE), map_location=device, weights_only=True)
         start = int(source["round_step"])
     elif spec.init:
-        source = storage.load_torch(spec.init)
+        source = storage.load_torch(spec.init, map_location=device)
     if source is not None:
         generator.load_state_dict(source["G"])
         discriminator.load_state_dict(source["D"])

@@ -221,6 +221,6 @@ class GANTrainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step = int(state["step"])
-        self.noise.set_state(state["noise"])
+        self.noise.set_state(state["noise"].cpu())  # an RNG state is a CPU tensor
         for k, v in state["losses"].items():
             self._losses[k].extend(v)

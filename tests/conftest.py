@@ -9,6 +9,8 @@ import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ["RAYGAN_CACHE"] = tempfile.mkdtemp(prefix="raygan-test-cache-")
+# lets a test ask for deterministic cuBLAS kernels on a GPU (read when CUDA starts)
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -32,3 +34,15 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def deterministic_kernels():
+    """Deterministic kernels for a test that asserts bitwise-equal training. Without them two
+    identical runs already differ on a GPU (measured on an H200: cuDNN and cuBLAS pick
+    nondeterministic kernels); on the CPU they change nothing."""
+    import torch
+
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(False)

@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 
 from raygan import results, spaces
 from raygan.cli import main
@@ -168,6 +170,25 @@ def test_bad_spec_stops_before_ray_with_one_line(tmp_path, capsys):
         == 2
     )
     assert not os.path.exists(os.path.join(out, "trials.parquet"))
+
+
+@pytest.mark.parametrize(
+    "gpus_here, options, message",
+    [
+        (0, ["--gpus", "0.5"], "--gpus given but this machine has no CUDA GPU"),
+        (1, ["--gpus", "2"], "--gpus 2 per trial, but this machine has 1 GPU(s)"),
+        (1, ["--gpus", "0.25"], "--workers 2 takes one GPU per worker"),  # the quick preset's
+        (1, ["--gpus", "0.25", "--workers", "1", "--cpus", "1000"], "needs 1000 CPUs"),
+    ],
+)
+def test_resources_this_machine_lacks_stop_before_ray(
+    gpus_here, options, message, tmp_path, capsys, monkeypatch
+):
+    """Ray would wait forever for them; the GPU count is the only thing faked here."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus_here)
+    assert main(["search", "eagan", "--out", str(tmp_path / "x"), *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_paper_preset_budgets_are_the_papers_epochs():

@@ -31,11 +31,11 @@ class Recorder:
     def __call__(self, metrics, checkpoint_dir):
         state = None
         if checkpoint_dir:
-            state = torch.load(f"{checkpoint_dir}/state.pt", weights_only=True)
+            state = torch.load(f"{checkpoint_dir}/state.pt", map_location="cpu", weights_only=True)
         self.reports.append((metrics, state, checkpoint_dir))
 
 
-def test_resume_from_a_mid_run_checkpoint_is_exact(tmp_path):
+def test_resume_from_a_mid_run_checkpoint_is_exact(tmp_path, deterministic_kernels):
     whole = Recorder()
     final = run_trial({**CONFIG, "checkpoint_every": 3}, whole)
     assert final["status"] == "ok" and math.isfinite(final["fid"])

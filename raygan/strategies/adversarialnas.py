@@ -168,14 +168,6 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--eval-samples must be at least 10 (IS splits), got {args.eval_samples}")
     if not 0 < args.tau_end <= args.tau_start:
         raise UsageError(f"need 0 < --tau-end <= --tau-start, got {args.tau_end}, {args.tau_start}")
-    if args.gpus and args.address is None and not torch.cuda.is_available():
-        raise UsageError("--gpus given but this machine has no CUDA GPU (or pass --address)")
-    cores = os.cpu_count() or 1
-    if args.address is None and args.workers * args.cpus > cores:
-        raise UsageError(
-            f"--workers {args.workers} x --cpus {args.cpus} needs {args.workers * args.cpus:g} "
-            f"CPUs; this machine has {cores} (lower --workers or --cpus, or pass --address)"
-        )
 
 
 # ----- architecture: logits, derivation, entropy ------------------------------------------------

@@ -33,9 +33,31 @@ def require_positive(args: argparse.Namespace, names: Iterable[str]) -> None:
 
 
 def check_resources(args: argparse.Namespace) -> None:
-    """Options every search reads that argparse alone cannot check."""
+    """The resource options, and on this machine (no ``--address``) whether it has them: Ray
+    would otherwise wait forever for a GPU or a CPU that is not there."""
     if args.gpus > 1 and args.gpus != int(args.gpus):
         raise UsageError("--gpus above 1 must be a whole number")
+    if args.address is not None:
+        return  # a cluster's size is its autoscaler's business
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if args.gpus and not gpus:
+        raise UsageError("--gpus given but this machine has no CUDA GPU (or pass --address)")
+    if args.gpus > gpus:
+        raise UsageError(f"--gpus {args.gpus:g} per trial, but this machine has {gpus} GPU(s)")
+    if args.gpus and args.workers > gpus:
+        raise UsageError(
+            f"--workers {args.workers} takes one GPU per worker with --gpus, and this machine "
+            f"has {gpus} (lower --workers, or pass --address)"
+        )
+    cores = os.cpu_count() or 1
+    if args.workers * args.cpus > cores:
+        raise UsageError(
+            f"--workers {args.workers} x --cpus {args.cpus:g} needs "
+            f"{args.workers * args.cpus:g} CPUs; this machine has {cores} (lower --workers or "
+            f"--cpus, or pass --address)"
+        )
 
 
 def check_dataset(args: argparse.Namespace) -> None:
