@@ -116,7 +116,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         discriminator.load_state_dict(source["D"])
         opt_g.load_state_dict(source["opt_g"])
         opt_d.load_state_dict(source["opt_d"])
-    generator_ema = copy.deepcopy(generator).requires_grad_(False).to(device)
+    generator_ema = copy.deepcopy(generator).requires_grad_(False)  # on the device already
     if source is not None and "G_ema" in source:
         generator_ema.load_state_dict(source["G_ema"])
     ema_step = int(source.get("ema_step", 0)) if source is not None else 0
