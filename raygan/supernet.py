@@ -14,7 +14,9 @@ holds ``state.pt`` with the unwrapped ``G`` (supernet) and ``D`` state dicts, an
 supernet's EMA kept across rounds (decay 0.999 with the usual warm-up, counted in ``ema_step``
 generator steps since the supernet was built): a candidate trial inherits its path's weights
 from it (:func:`raygan.nn.inherit`) and is scored with the EMA path, as METHODS.md has every
-reported number come from an EMA generator.
+reported number come from an EMA generator. The BatchNorm running statistics in it are shared
+by every path and left by the last steps' paths, so a candidate scored without training
+recomputes its own (:func:`raygan.nn.recalibrate_batch_norm`).
 
 AutoGAN's multi-level search trains the first ``n_cells`` cells at a smaller ``resolution``, and
 its dynamic reset watches for collapse: with ``collapse_window`` set, the round ends early, with

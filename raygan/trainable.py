@@ -197,6 +197,10 @@ def run_trial(config: dict[str, Any], report: Report, *, resume_dir: str | None 
         report(final, None)
         return final
 
+    if cfg.steps == 0 and config["init_g"]:
+        # scored as inherited: its BatchNorm statistics are still the supernet's (shared by
+        # every path), so they are recomputed for this path first
+        nn.recalibrate_batch_norm(trainer.G_ema, seed=cfg.seed)
     scores = metrics.evaluate(
         trainer.G_ema,
         reference=reference_for(config, resolution),

@@ -277,3 +277,21 @@ def test_inherit_names_what_is_missing():
         inherit(build(sample("autogan", 0), width=8), sup)
     with pytest.raises(ValueError, match="shapes differ"):
         inherit(build(sample("nas_cell_g", 0), width=16), sup)
+
+
+def test_recalibrated_batch_norm_matches_the_generators_own_batch_statistics():
+    g = build(sample("nas_cell_g", 0)).eval()
+    norms = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    for m in norms:  # statistics some other path left behind
+        m.running_mean.fill_(3.0)
+        m.running_var.fill_(50.0)
+    z = torch.randn(1280, g.latent_dim, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        own = g.train()(z)  # normalised by this batch's own statistics
+        before = g.eval()(z)
+        raygan.nn.recalibrate_batch_norm(g, batches=20, batch_size=64, seed=1)
+        after = g(z)
+    assert not g.training and all(m.momentum == 0.1 for m in norms)
+    assert (before - own).abs().mean() > 0.1
+    assert (after - own).abs().mean() < 0.01

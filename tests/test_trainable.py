@@ -4,6 +4,7 @@ import math
 
 import torch
 
+from raygan import nn
 from raygan.train import GANTrainer
 from raygan.trainable import build_pair, full_config, inherit_weights, run_trial, train_config
 
@@ -74,3 +75,24 @@ def test_inherited_weights_train_from_g_and_score_from_its_ema(tmp_path):
     for key, module in (("G", trainer.G), ("G_ema", trainer.G_ema), ("D", trainer.D)):
         for name, value in module.state_dict().items():
             assert torch.equal(value, state[key][name]), (key, name)
+
+
+def test_a_path_scored_as_inherited_does_not_depend_on_the_supernets_batch_norm_state(tmp_path):
+    """Every path shares the supernet's BatchNorm statistics, which the paths that trained last
+    accumulated: a candidate scored without training gets its own instead."""
+    torch.manual_seed(0)
+    supernet = nn.build_supernet("nas_cell_g", width=CONFIG["gf"])
+    files, finals = [], []
+    for mean, var in ((0.0, 1.0), (3.0, 50.0)):
+        for m in supernet.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.fill_(mean)
+                m.running_var.fill_(var)
+        files.append(tmp_path / f"supernet-{mean}.pt")
+        torch.save({"G": supernet.state_dict()}, files[-1])
+        rec = Recorder()
+        finals.append(run_trial({**CONFIG, "steps": 0, "init_g": str(files[-1])}, rec))
+        scored = rec.reports[-1][1]["G_ema"]
+        assert all(scored[k].mean() != var for k in scored if k.endswith("running_var"))
+    assert finals[0]["status"] == finals[1]["status"] == "ok"
+    assert finals[0]["fid"] == finals[1]["fid"] and finals[0]["is"] == finals[1]["is"]

@@ -44,6 +44,7 @@ __all__ = [
     "build_supernet",
     "count_params",
     "inherit",
+    "recalibrate_batch_norm",
 ]
 
 GENERATORS: dict[str, type[Searchable]] = {
@@ -120,3 +121,33 @@ def inherit(fixed: nn.Module, supernet: nn.Module | Mapping[str, torch.Tensor]) 
         raise ValueError(f"shapes differ between fixed network and supernet for {wrong[:5]}")
     fixed.load_state_dict({k: source[k] for k in target})
     return fixed
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(
+    generator: nn.Module, *, batches: int = 20, batch_size: int = 64, seed: int = 0
+) -> nn.Module:
+    """Recompute every BatchNorm's running statistics from this generator's own outputs.
+
+    A path inherited from a supernet carries running statistics that whichever paths trained
+    last accumulated (every path shares them), so scoring it in eval mode normalises its
+    features with another architecture's statistics. Single-path one-shot NAS recalibrates
+    them per candidate before evaluation for this reason (Guo et al., 2020). Here the
+    statistics become the plain average over ``batches`` seeded noise batches (momentum
+    ``None``); the generator is left in eval mode, momenta as they were.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return generator.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    device = next(generator.parameters()).device
+    noise = torch.Generator().manual_seed(seed)
+    generator.train()
+    for _ in range(batches):
+        generator(torch.randn(batch_size, generator.latent_dim, generator=noise).to(device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    return generator.eval()

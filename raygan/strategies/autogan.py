@@ -338,7 +338,9 @@ def trial_config(proposal: dict[str, Any], *, base: dict[str, Any], init_g: str)
 def score_candidate(config: dict[str, Any]) -> None:
     """The reward trial: the proposal's active cells with the round's shared weights, scored
     at the stage's resolution without any training (AutoGAN's reward needs no training, so
-    this skips the discriminator, data and checkpoints a training trial would build)."""
+    this skips the discriminator, data and checkpoints a training trial would build). Its
+    BatchNorm statistics are recomputed first: the shared ones are whatever architectures
+    trained last left behind."""
     from ray import tune
 
     from raygan import metrics
@@ -355,6 +357,7 @@ def score_candidate(config: dict[str, Any]) -> None:
     )
     shared = storage.load_torch(config["init_g"], map_location="cpu")
     nn.inherit(generator, scored_generator(shared)).to(device)
+    nn.recalibrate_batch_norm(generator, seed=config["seed"])
     scores = metrics.evaluate(
         generator,
         reference=reference_for(config, generator.resolution),
