@@ -82,16 +82,16 @@ def test_a_path_scored_as_inherited_does_not_depend_on_the_supernets_batch_norm_
     accumulated: a candidate scored without training gets its own instead."""
     torch.manual_seed(0)
     supernet = nn.build_supernet("nas_cell_g", width=CONFIG["gf"])
-    files, finals = [], []
+    finals = []
     for mean, var in ((0.0, 1.0), (3.0, 50.0)):
         for m in supernet.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.fill_(mean)
                 m.running_var.fill_(var)
-        files.append(tmp_path / f"supernet-{mean}.pt")
-        torch.save({"G": supernet.state_dict()}, files[-1])
+        path = tmp_path / f"supernet-{mean}.pt"
+        torch.save({"G": supernet.state_dict()}, path)
         rec = Recorder()
-        finals.append(run_trial({**CONFIG, "steps": 0, "init_g": str(files[-1])}, rec))
+        finals.append(run_trial({**CONFIG, "steps": 0, "init_g": str(path)}, rec))
         scored = rec.reports[-1][1]["G_ema"]
         assert all(scored[k].mean() != var for k in scored if k.endswith("running_var"))
     assert finals[0]["status"] == finals[1]["status"] == "ok"
