@@ -60,6 +60,11 @@ def main() -> None:
         config = full_config(
             json.loads(storage.read_bytes(storage.join(row["checkpoint"], CONFIG_FILE)))
         )
+        if not storage.exists(config["init_g"]):
+            raise SystemExit(
+                f"{config['init_g']} is gone: re-scoring needs every supernet round, i.e. a "
+                "search run with --keep-weights all (the quick preset's default)"
+            )
         out = row.to_dict()
         for way in WAYS:
             s = score(config, way)

@@ -1,5 +1,5 @@
-"""Why an EAGAN search's stage-2 scores fall: replay one stage-2 trial for longer, scoring
-its EMA generator every few steps, at several generator learning rates (and one D lr).
+"""Why an EAGAN search's scores fall or wander: replay one trial for longer, scoring its EMA
+generator every few steps, at several generator learning rates (and one D lr).
 
 A stage-2 trial trains (a copy of G*, one candidate D) and is scored once at the end. This
 script rebuilds that trial from the ``config.json`` saved with its checkpoint (same weights
@@ -12,7 +12,14 @@ Run from the repository root, on a finished search (one process; no Ray cluster 
                                           [--d-lr 2e-4] [--steps 120] [--every 20]
 
 Without ``--trial`` it replays generation 0's first stage-2 trial: G* from its stage-1
-(supernet) weights against a freshly initialised D.
+(supernet) weights against a freshly initialised D. ``--trial`` also takes a stage-1 trial's
+checkpoint folder. ``--fresh`` trains the trial's G and D from their initialisation instead of
+inheriting weights, and ``--set KEY=VALUE`` (repeatable, VALUE as JSON) changes any trial
+config key first (``g``, ``n_critic``, ``betas``, ``bottom_width``, ...): together they show how
+one architecture trains from scratch under the search's budget, e.g.
+
+    python bench/eagan_stage2_drift.py DIR --trial STAGE1_TRIAL --fresh --g-lr 2e-4 \
+        --set n_critic=1 --set 'betas=[0.5, 0.999]' --steps 600 --every 100
 """
 
 from __future__ import annotations
@@ -67,12 +74,34 @@ def replay(
     return curve
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["n_critic=1", "betas=[0.5, 0.999]", "g=nas_cell_g:..."]`` -> config updates."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("search_dir", help="a finished `raygan search eagan` folder")
     p.add_argument("--trial", help="a stage-2 trial's checkpoint folder (default: gen 0's first)")
     p.add_argument("--g-lr", type=float, nargs="+", default=[2e-4, 5e-5, 2e-5])
     p.add_argument("--d-lr", type=float, help="D learning rate (default: the trial's own)")
+    p.add_argument("--fresh", action="store_true", help="train G and D from initialisation")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one trial config key (VALUE as JSON, else a string); repeatable",
+    )
     p.add_argument("--steps", type=int, default=120)
     p.add_argument("--every", type=int, default=20)
     p.add_argument(
@@ -87,7 +116,10 @@ def main() -> None:
     trial = args.trial or first_stage2_trial(args.search_dir)
     with open(storage.join(trial, CONFIG_FILE)) as f:
         config = json.load(f)
-    print(f"trial {trial}")
+    if args.fresh:
+        config.update(init_g=None, init_d=None)
+    config.update(parse_overrides(args.set))
+    print(f"trial {trial}" + (" (from initialisation)" if args.fresh else ""))
     print(f"G {config['g']}\nD {config['d']} ({'inherited' if config['init_d'] else 'fresh'})")
     # configs of searches from before the stage-2 lr option lack them: the defaults applied
     trained_g_lr = config.get("g_lr", TrainConfig.g_lr)

@@ -232,6 +232,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     path = args.checkpoint
     if not os.path.isfile(os.path.join(path, STATE_FILE)):
+        if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+            raise UsageError(
+                f"{path} no longer holds its weights ({STATE_FILE}): the search pruned them "
+                "(--keep-weights last keeps only each stage's last generation)"
+            )
         raise UsageError(f"{path} is not a raygan checkpoint (no {STATE_FILE} in it)")
     with open(os.path.join(path, CONFIG_FILE)) as f:
         config = json.load(f)

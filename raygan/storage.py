@@ -82,6 +82,16 @@ def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode())
 
 
+def delete(path: str) -> None:
+    """Remove a file or a whole folder; a path already gone is fine (a resumed prune repeats)."""
+    fs, inner = filesystem(path)
+    kind = fs.get_file_info(inner).type
+    if kind == pafs.FileType.Directory:
+        fs.delete_dir(inner)
+    elif kind == pafs.FileType.File:
+        fs.delete_file(inner)
+
+
 def load_torch(path: str, **kwargs: Any) -> Any:
     """``torch.load`` from any storage, with ``weights_only=True`` (plain tensors and data)."""
     import torch

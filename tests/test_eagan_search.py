@@ -67,8 +67,10 @@ def final_reports_per_trial(out: str) -> list[int]:
 
 
 def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, capsys):
+    """With --keep-weights last, so the resume also shows that pruning keeps what it needs."""
     out = str(tmp_path / "eagan")
-    cmd = [sys.executable, "-m", "raygan.cli", "search", "eagan", *TINY, "--out", out]
+    options = [*TINY, "--keep-weights", "last", "--out", out]
+    cmd = [sys.executable, "-m", "raygan.cli", "search", "eagan", *options]
     log = open(tmp_path / "first-run.log", "w")  # noqa: SIM115 (closed with the process)
     # A Ray of its own (private RAY_TMPDIR, short: socket paths are limited), so that killing
     # it leaves the session's Ray and anything else on the machine alone.
@@ -89,7 +91,7 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, cap
     before = results.load(out)
     assert set(before["generation"]) == {0}  # generation 1 was cut off mid-way
 
-    assert main(["search", "eagan", *TINY, "--out", out, "--resume"]) == 0
+    assert main(["search", "eagan", *options, "--resume"]) == 0
 
     df = results.load(out)
     assert len(df) == P * GENERATIONS * 2
@@ -117,6 +119,16 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, cap
     for stage in (1, 2):
         hv = hypervolume_by_generation(df, stage)
         assert list(hv["generation"]) == [0, 1] and (hv["hypervolume"] > 0).all()
+    # pruned: only each stage's last generation keeps its weights, every trial its samples,
+    # and only the last supernet round is left
+    for row in df.itertuples():
+        kept = os.path.exists(os.path.join(row.checkpoint, "state.pt"))
+        assert kept == (row.generation == GENERATIONS - 1), (row.stage, row.generation)
+        assert os.path.exists(os.path.join(row.checkpoint, "samples.png"))
+    assert os.listdir(os.path.join(out, "supernet")) == [f"supernet-g{GENERATIONS - 1}"]
+    capsys.readouterr()
+    assert main(["eval", df[df.generation == 0]["checkpoint"].iloc[0]]) == 2
+    assert "pruned" in capsys.readouterr().err
 
     capsys.readouterr()
     assert main(["analyze", out]) == 0

@@ -34,3 +34,16 @@ def test_torch_state_and_arch_files_round_trip(root):
     )
     spaces.write_arch_file(storage.join(root, "best.yaml"), arch)
     assert spaces.read_arch_file(storage.join(root, "best.yaml")) == arch
+
+
+def test_delete_removes_a_file_or_a_folder_and_accepts_one_already_gone(root, tmp_path):
+    keep = storage.join(root, "keep", "state.pt")
+    files = [storage.join(root, "run", "a", "state.pt"), storage.join(root, "run", "b.json")]
+    for path in [keep, *files]:
+        storage.write_bytes(path, b"x")
+    storage.delete(files[1])
+    assert not storage.exists(files[1]) and storage.exists(files[0])
+    storage.delete(storage.join(root, "run"))
+    assert not (tmp_path / "run").exists() and storage.exists(keep)
+    storage.delete(storage.join(root, "run"))  # gone already: nothing to do, no error
+    assert storage.exists(keep)

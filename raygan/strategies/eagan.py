@@ -82,6 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_images": 4000,
         "workers": 2,
         "dataset": "shapes",
+        "keep_weights": "all",
     },
     "paper": {
         "population": 32,
@@ -105,6 +106,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_images": 50_000,
         "workers": 1,
         "dataset": "cifar10",
+        # every trial's and round's weights would take about 130 GB (README: Disk)
+        "keep_weights": "last",
     },
 }
 
@@ -133,6 +136,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="Ray Train workers for the supernet rounds")
     p.add_argument("--g-batch", type=int, help="generator batch size")
     p.add_argument("--d-batch", type=int, help="discriminator batch size (real images)")
+    p.add_argument(
+        "--keep-weights",
+        choices=["all", "last"],
+        help="trained weights kept on disk: 'all' (every trial and supernet round), or 'last' "
+        "(each stage's last generation and the last supernet round; older ones are deleted "
+        "once nothing reads them; the table keeps every row). Quick: all; paper: last",
+    )
     p.add_argument(
         "--stages",
         default="1,2",
@@ -247,6 +257,11 @@ def trial_config(
     return config
 
 
+def supernet_run_name(generation: int) -> str:
+    """The Ray Train run (a folder under ``<out>/supernet``) of one stage-1 round."""
+    return f"supernet-g{generation}"
+
+
 # ----- the driver -------------------------------------------------------------------------------
 class EaganSearch(common.Driver):
     """Both stages, generation by generation, with state saved at every boundary."""
@@ -335,13 +350,14 @@ class EaganSearch(common.Driver):
                 self.reset_weights(rows)
             self.state["algorithm"] = algorithm.state_dict()
             self.save()
+            self.prune_weights(stage, generation)
         self.write_best(stage)
 
     def supernet_round(self, algorithm: NSGA2, generation: int) -> None:
         from raygan import supernet
 
         a = self.args
-        key = f"supernet-g{generation}"
+        key = supernet_run_name(generation)
         if self.state.get("supernet_done") == key:
             return
         members = [ind["genotype"] for ind in algorithm.population()]
@@ -416,6 +432,25 @@ class EaganSearch(common.Driver):
             row.update(rank=h.get("rank"), crowding=h.get("crowding"))
             rows.append(row)
         return sorted(rows, key=lambda r: r["individual"])
+
+    def prune_weights(self, stage: int, generation: int) -> None:
+        """``--keep-weights last``: delete the weights no later step reads, i.e. this stage's
+        trials of generations before ``generation`` (stage 2 resets from the last generation
+        only) and the supernet rounds before ``generation``'s (each round starts from the
+        previous one; stage 2 from the last). Called once the saved state no longer points at
+        them, so a resume never needs them; each call deletes everything older again, which
+        finishes a prune that a crash cut short."""
+        if self.args.keep_weights != "last":
+            return
+        if stage == 1:
+            for older in range(generation):
+                storage.delete(storage.join(self.out, "supernet", supernet_run_name(older)))
+        from raygan.trainable import STATE_FILE
+
+        df = results.load(self.out)
+        done = df[(df["stage"] == stage) & (df["generation"] < generation)]
+        for checkpoint in done["checkpoint"].dropna():
+            storage.delete(storage.join(checkpoint, STATE_FILE))
 
     def reset_weights(self, rows: list[dict]) -> None:
         """Weight resetting: the best pair's G starts every next trial; Ds keep their own."""
