@@ -15,6 +15,7 @@ Run from the repository root, on a finished search (one process; no Ray cluster 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 
@@ -29,10 +30,20 @@ from raygan.trainable import CONFIG_FILE, build_pair, full_config, reference_for
 WAYS = ("inherited", "recalibrated")
 
 
+@functools.cache
+def supernet_state(path: str) -> dict:
+    """One round's checkpoint, read once for all the rows (and both ways) that inherit it."""
+    if not storage.exists(path):
+        raise SystemExit(
+            f"{path} is gone: re-scoring needs every supernet round, i.e. a search run with "
+            "--keep-weights all (the quick preset's default)"
+        )
+    return storage.load_torch(path, map_location="cpu")
+
+
 def score(config: dict, way: str) -> dict:
     generator, _ = build_pair(config)
-    state = storage.load_torch(config["init_g"], map_location="cpu")
-    nn.inherit(generator, scored_generator(state))
+    nn.inherit(generator, scored_generator(supernet_state(config["init_g"])))
     if way == "recalibrated":
         nn.recalibrate_batch_norm(generator, seed=config["seed"])
     return metrics.evaluate(
@@ -60,11 +71,6 @@ def main() -> None:
         config = full_config(
             json.loads(storage.read_bytes(storage.join(row["checkpoint"], CONFIG_FILE)))
         )
-        if not storage.exists(config["init_g"]):
-            raise SystemExit(
-                f"{config['init_g']} is gone: re-scoring needs every supernet round, i.e. a "
-                "search run with --keep-weights all (the quick preset's default)"
-            )
         out = row.to_dict()
         for way in WAYS:
             s = score(config, way)
