@@ -56,12 +56,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Sized by measurement (bench/RESULTS.md): under 10 min on two idle cores. Stage 1
         # departs from the paper's n_critic 1 and D lr 4e-5, which are meant for 50 warm-up
         # epochs: in a few hundred steps they leave every path collapsed (one image for every
-        # noise vector), so here D trains as in the paper's stage 2. Stage 2 departs from the
-        # paper's lr 2e-4 (G and D alike): G*, trained against AutoGAN-D, gets worse within
-        # 20-80 steps under a new searched D at width 16, and weight resetting carries it on;
-        # 2e-5 for both slows that most (bench/eagan_stage2_drift.py). 30 steps per pair and
-        # generation take stage 2 half the time of 60, with as many seeds of six improving.
-        "population": 4,
+        # noise vector), so here D trains as in the paper's stage 2. It has no separate
+        # warm-up: a generator this small stops improving after 300-500 steps, so the 450
+        # shared steps are spread evenly over the three rounds and each generation is scored
+        # after 150 more, while the supernet still learns (a 150-step warm-up left the later
+        # rounds on that plateau). Stage 2 departs from the paper's lr 2e-4 (G and D alike):
+        # G*, trained against AutoGAN-D, gets worse within 20-80 steps under a new searched D
+        # at width 16, and weight resetting carries it on; 2e-5 for both slows that most
+        # (bench/eagan_stage2_drift.py). P 6 rather than 4: stage 2's pairs differ by little
+        # more than noise, and at P 6 its front rose on more seeds.
+        "population": 6,
         "generations": 3,
         "gf": 16,
         "df": 16,
@@ -69,13 +73,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "final_df": 128,
         "g_batch": 32,
         "d_batch": 16,
-        "warmup_steps": 150,
-        "round_steps": 100,
+        "warmup_steps": 0,
+        "round_steps": 150,
         "finetune_steps": 0,
         "s1_n_critic": 5,
         "s1_g_lr": 2e-4,
         "s1_d_lr": 2e-4,
-        "s2_round_steps": 120,  # 30 per pair at P 4
+        "s2_round_steps": 120,  # 20 per pair at P 6
         "s2_n_critic": 5,
         "s2_lr": 2e-5,
         "eval_samples": 500,
