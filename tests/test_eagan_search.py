@@ -18,7 +18,13 @@ import torch
 
 from raygan import results, spaces
 from raygan.cli import main
-from raygan.strategies.eagan import PRESETS, hypervolume_by_generation, stage2_steps
+from raygan.strategies.eagan import (
+    PRESETS,
+    hypervolume_by_generation,
+    stage2_steps,
+    supernet_run_name,
+)
+from raygan.trainable import SAMPLES_FILE, STATE_FILE
 
 P, GENERATIONS = 4, 2
 TINY = [
@@ -122,10 +128,10 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, cap
     # pruned: only each stage's last generation keeps its weights, every trial its samples,
     # and only the last supernet round is left
     for row in df.itertuples():
-        kept = os.path.exists(os.path.join(row.checkpoint, "state.pt"))
+        kept = os.path.exists(os.path.join(row.checkpoint, STATE_FILE))
         assert kept == (row.generation == GENERATIONS - 1), (row.stage, row.generation)
-        assert os.path.exists(os.path.join(row.checkpoint, "samples.png"))
-    assert os.listdir(os.path.join(out, "supernet")) == [f"supernet-g{GENERATIONS - 1}"]
+        assert os.path.exists(os.path.join(row.checkpoint, SAMPLES_FILE))
+    assert os.listdir(os.path.join(out, "supernet")) == [supernet_run_name(GENERATIONS - 1)]
     capsys.readouterr()
     assert main(["eval", df[df.generation == 0]["checkpoint"].iloc[0]]) == 2
     assert "pruned" in capsys.readouterr().err
@@ -147,7 +153,7 @@ def test_front_samples_show_each_member_with_a_checkpoint(tmp_path):
 
     from raygan import nn
     from raygan.strategies.eagan import front_samples
-    from raygan.trainable import SAMPLES_FILE, save_samples
+    from raygan.trainable import save_samples
 
     kept = tmp_path / "trial-a" / "checkpoint_000000"
     kept.mkdir(parents=True)
