@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from raygan import metrics, nn, results, storage
-from raygan.strategies.eagan import hypervolume_by_generation
+from raygan.analysis import hypervolume_by_generation
 from raygan.train import scored_generator
 from raygan.trainable import CONFIG_FILE, build_pair, full_config, reference_for
 

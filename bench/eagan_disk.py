@@ -23,7 +23,8 @@ import tempfile
 import torch
 
 from raygan import data, nn, spaces, zoo
-from raygan.strategies.eagan import PRESETS, STAGE1_D
+from raygan.spec import load_preset, preset_names
+from raygan.strategies.eagan import STAGE1_D
 from raygan.train import GANTrainer, TrainConfig
 from raygan.trainable import STATE_FILE, build_pair, full_config, save_state
 
@@ -59,9 +60,9 @@ def supernet_round_bytes(gf: int, df: int) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    p.add_argument("--preset", choices=preset_names("eagan"), default="paper")
     args = p.parse_args()
-    preset = PRESETS[args.preset]
+    preset = load_preset("eagan", args.preset)
     gf, df = preset["gf"], preset["df"]
     P, gens = preset["population"], preset["generations"]
     published = zoo.get("eagan_cifar10")

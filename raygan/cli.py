@@ -183,7 +183,7 @@ def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from raygan import cluster, results
-    from raygan.trainable import TableCallback, train_pair
+    from raygan.trainable import fit_trials, row_fields
 
     arch = resolve_arch(args)
     check_dataset(args, arch.bottom_width * 8)
@@ -192,26 +192,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     config = trial_config(args, arch)
     cluster.check_storage(out)
-
-    from ray import tune
-
     cluster.connect(args.address)
-    trainable = tune.with_resources(train_pair, cluster.trial_resources(args.cpus, args.gpus))
-    tuner = tune.Tuner(
-        trainable,
+    (trial,) = fit_trials(
+        cluster.storage_uri(out),
+        "tune",
+        resources=cluster.trial_resources(args.cpus, args.gpus),
         param_space=config,
-        tune_config=tune.TuneConfig(num_samples=1),
-        run_config=tune.RunConfig(
-            name="tune",
-            storage_path=cluster.storage_uri(out),
-            callbacks=[TableCallback(out, "train")],
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=2),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        ),
     )
-    grid = tuner.fit()
-    result = grid[0]
+    experiment = os.path.basename(out.rstrip("/"))
+    results.append(out, [results.row(row_fields(trial), experiment=experiment, strategy="train")])
     row = results.load(out).iloc[-1]
     print(f"trained {arch.g}\n   with {arch.d} (gf {arch.gf}, df {arch.df})")
     print(
@@ -219,8 +208,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({row['extractor']}, {row['eval_samples']} samples), {row['img_per_s']:.0f} img/s"
     )
     print(f"table:   {results.table_path(out)}")
-    if result.checkpoint is not None:
-        print(f"samples: {os.path.join(result.checkpoint.path, 'samples.png')}")
+    if trial.checkpoint is not None:
+        print(f"samples: {os.path.join(trial.checkpoint.path, 'samples.png')}")
     return 0 if row["status"] == "ok" else 1
 
 
@@ -260,11 +249,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_search_options(p: argparse.ArgumentParser, presets: dict[str, dict]) -> None:
+def add_search_options(p: argparse.ArgumentParser, presets: Sequence[str]) -> None:
     """Options every strategy takes; preset-able ones default to None (filled by the preset)."""
     p.add_argument(
         "--preset",
-        choices=sorted(presets),
+        choices=presets,
         default="quick",
         help="settings to start from (quick: a laptop in minutes; paper: published)",
     )
@@ -285,32 +274,26 @@ def add_search_options(p: argparse.ArgumentParser, presets: dict[str, dict]) -> 
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from raygan import strategies
+    """One immutable spec (preset under the options given), validated before anything is
+    written (``check_storage`` creates ``--out``) or Ray starts; the strategy runs it as is."""
+    from raygan import cluster, strategies
+    from raygan.spec import build_spec
 
     module = strategies.available()[args.strategy]
-    strategies.apply_preset(args, module.PRESETS)
-    args.dataset = args.dataset or "shapes"
-    args.out = args.out or os.path.join("trials", f"{args.strategy}-{args.preset}")
-    from raygan import cluster
-
-    cluster.check_storage(args.out)
-    return module.run(args)
+    spec = build_spec(args.strategy, args)
+    module.validate(spec)
+    cluster.check_storage(spec.out)
+    return module.run(spec)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from raygan import results, strategies
+    from raygan import analysis, results
 
     df = results.load(args.path)
     if df.empty:
         raise UsageError(f"no trial table with rows at {args.path}")
     out_dir = args.plots or (args.path if "://" not in args.path else ".")
-    found = strategies.available()
-    for name, rows in df.groupby("strategy", sort=False):
-        if name in found:
-            print(found[name].analyze(rows.reset_index(drop=True), out_dir))
-        else:
-            cols = ["trial_id", "g_genotype", "d_genotype", "is", "fid", "g_params", "status"]
-            print(rows[cols].to_string(index=False))
+    print(analysis.analyze(df, out_dir))
     return 0
 
 
@@ -361,13 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_options(p)
     p.set_defaults(func=cmd_eval)
 
-    from raygan import strategies
+    from raygan import spec, strategies
 
     p = sub.add_parser("search", help="run an architecture search")
     methods = p.add_subparsers(dest="strategy", required=True)
     for name, module in strategies.available().items():
         m = methods.add_parser(name, help=module.HELP, description=module.HELP)
-        add_search_options(m, module.PRESETS)
+        add_search_options(m, spec.preset_names(name))
         module.add_arguments(m)
         m.set_defaults(func=cmd_search)
 

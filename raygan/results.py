@@ -120,6 +120,12 @@ SCHEMA = pa.schema(
 COLUMNS = tuple(SCHEMA.names)
 
 
+def row(fields: Mapping[str, Any], *, experiment: str, strategy: str) -> dict[str, Any]:
+    """THE row builder: a trial's (or an epoch's) fields plus the strategy's own columns, under
+    this experiment; what the schema lacks goes to ``extra`` (:func:`to_record`)."""
+    return {"experiment": experiment, "strategy": strategy, **fields}
+
+
 def table_path(experiment_dir: str) -> str:
     return experiment_dir.rstrip("/") + "/" + TABLE_NAME
 

@@ -1,52 +1,52 @@
-"""Shared-weights training rounds as Ray Train jobs (EAGAN stage 1, AutoGAN's shared GAN).
+"""THE Ray Train launcher: one shared-weights round as one data-parallel job.
 
-A round trains a generator *supernet* (all candidate ops of a space) against one fixed
-discriminator. Every minibatch trains one architecture's path through the supernet, taken from
-``paths``: drawn uniformly (EAGAN: the current population) or in order (AutoGAN: the
-architectures the controller sampled for this round). The draw is seeded by the round, so every
-data-parallel worker trains the same path on its own shard of the real batch, and DDP averages
-the gradients (gloo on CPUs, NCCL on GPUs; ``find_unused_parameters`` because one path leaves
-the other candidates without gradients).
+A round trains a supernet for ``steps`` steps with the one trainer (:class:`raygan.train.
+GANTrainer`) on every worker, DDP averaging the gradients (gloo on CPUs, NCCL on GPUs). Two
+kinds of round, one registry (:data:`ROUNDS`):
 
-The job reports and checkpoints through ``ray.train.report`` every ``checkpoint_every`` steps,
-so a failed worker restarts from the last checkpoint (``FailureConfig``). The final checkpoint
-holds ``state.pt`` with the unwrapped ``G`` (supernet) and ``D`` state dicts, and ``G_ema``, the
-supernet's EMA kept across rounds (decay 0.999 with the usual warm-up, counted in ``ema_step``
-generator steps since the supernet was built): a candidate trial inherits its path's weights
-from it (:func:`raygan.nn.inherit`) and is scored with the EMA path, as METHODS.md has every
-reported number come from an EMA generator. The BatchNorm running statistics in it are shared
-by every path and left by the last steps' paths, so a candidate scored without training
-recomputes its own (:func:`raygan.nn.recalibrate_batch_norm`).
+- ``paths`` (:class:`RoundSpec`, EAGAN stage 1 and AutoGAN's shared GAN): a generator supernet
+  against one fixed discriminator; every generator step trains one architecture's path, taken
+  from ``paths`` uniformly (EAGAN: the population) or in order (AutoGAN: the controller's
+  samples), the same on every worker (the draw is seeded by the round);
+- ``mixed`` (:class:`MixedRoundSpec`, one AdversarialNAS epoch): both players are mixed-op
+  supernets whose architecture logits take their own steps (:class:`raygan.train.Architect`);
+  at the end rank 0 derives the genotypes and scores the EMA mixed generator.
 
-AutoGAN's multi-level search trains the first ``n_cells`` cells at a smaller ``resolution``, and
-its dynamic reset watches for collapse: with ``collapse_window`` set, the round ends early, with
-``collapsed`` in its metrics, once the variance of the last ``collapse_window`` G or D losses
-falls under ``collapse_var`` on any worker (the workers agree before stopping, so DDP never waits
-on one that left). The window starts empty in every round and after a worker restart.
+Worker-side checkpoint/resume is one path for both: every ``checkpoint_every`` steps (and at
+the end) rank 0 writes ``state.pt`` (the trainer's, and the architect's, state, plus every
+worker's noise and data streams) and reports it; a restarted worker group continues from it
+exactly (``FailureConfig``). A new round starts from the previous round's ``state.pt``
+(``init``): weights, optimisers and the EMA step count carry over; the random streams either
+start afresh from the round's seed (``paths``: each round is seeded by its generation) or
+continue (``mixed``: epoch after epoch, as one long run). A round whose loss is non-finite
+fails (it is never saved as a checkpoint); one whose losses collapse (``collapse_window``)
+ends early with ``collapsed`` in its metrics (AutoGAN's dynamic reset).
 """
 
 from __future__ import annotations
 
-import copy
+import hashlib
 import os
 import tempfile
-from collections import deque
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 
 from raygan import data, nn, spaces, storage
-from raygan.train import d_hinge_loss, ema_decay_at, ema_update, g_hinge_loss, init_weights
+from raygan.train import ArchConfig, Architect, Collapsed, GANTrainer, TrainConfig, init_weights
 
 STATE_FILE = "state.pt"
 
 
 @dataclass
 class RoundSpec:
-    """One shared-weights training round; plain data so it travels to the Train workers."""
+    """One single-path round; plain data so it travels to the Train workers."""
 
+    kind: ClassVar[str] = "paths"
     g_space: str
     d: str  # the fixed discriminator's genotype string
     paths: list[str]  # generator genotype strings to train
@@ -68,10 +68,63 @@ class RoundSpec:
     n_cells: int | None = None  # generator cells to run (AutoGAN MLAS); None: all
     collapse_window: int = 0  # 0: never stop early; else losses watched for collapse
     collapse_var: float = 1e-3
+    amp_bf16: bool = False
+    channels_last: bool = False
     seed: int = 0
     init: str | None = None  # state.pt of the previous round (weights and optimisers)
     checkpoint_every: int = 0  # 0: only at the end
     extra: dict[str, Any] = field(default_factory=dict)
+
+    continue_streams: ClassVar[bool] = False
+
+    def stream_seed(self, rank: int) -> int:
+        return self.seed * 1000 + rank
+
+    def round_steps(self, images: int) -> int:
+        return self.steps
+
+
+@dataclass
+class MixedRoundSpec:
+    """One AdversarialNAS epoch: ``steps`` D iterations of both mixed-op supernets."""
+
+    kind: ClassVar[str] = "mixed"
+    g_space: str = "nas_cell_g"
+    d_space: str = "adversarialnas_d"
+    gf: int = 16
+    df: int = 16
+    bottom_width: int = 4
+    batch: int = 32  # real images per D iteration, over all workers
+    epochs: int = 3  # of the whole search (the Gumbel temperature's schedule)
+    n_critic: int = 5
+    w_lr: float = 2e-4
+    w_betas: tuple[float, float] = (0.0, 0.9)
+    arch: dict[str, Any] = field(default_factory=dict)  # raygan.train.ArchConfig fields
+    ema_decay: float = 0.999
+    dataset: str = "shapes"
+    data_root: str | None = None
+    max_images: int = 640
+    amp_bf16: bool = False
+    channels_last: bool = False
+    seed: int = 0
+    init: str | None = None
+    checkpoint_every: int = 0
+    eval_samples: int = 250
+    extractor: str = "raygan-shapes-v1"  # resolved by the driver: every epoch scores alike
+    inception_weights: str | None = None
+
+    continue_streams: ClassVar[bool] = True
+
+    @property
+    def resolution(self) -> int:
+        return 8 * self.bottom_width
+
+    def stream_seed(self, rank: int) -> int:
+        return self.seed * 1_000_003 + rank
+
+    def round_steps(self, images: int) -> int:
+        """An epoch is one pass over the (capped) training images."""
+        return max(1, images // self.batch)
 
 
 def path_schedule(spec: RoundSpec) -> list[int]:
@@ -90,161 +143,315 @@ def build_models(spec: RoundSpec) -> tuple[torch.nn.Module, torch.nn.Module]:
     return generator, discriminator
 
 
+# ----- what a worker trains ---------------------------------------------------------------------
+class PathRound:
+    """A ``paths`` round on one worker: one path per generator step."""
+
+    def __init__(
+        self, spec: RoundSpec, device: torch.device, world: int, noise_seed: int, steps: int
+    ) -> None:
+        generator, discriminator = build_models(spec)
+        cfg = TrainConfig(
+            n_critic=spec.n_critic,
+            g_batch=max(1, spec.g_batch // world),
+            d_batch=max(1, spec.d_batch // world),
+            g_lr=spec.g_lr,
+            d_lr=spec.d_lr,
+            betas=tuple(spec.betas),
+            collapse_window=spec.collapse_window,
+            collapse_variance=spec.collapse_var,
+            amp_bf16=spec.amp_bf16,
+            channels_last=spec.channels_last,
+        )
+        options = {} if spec.n_cells is None else {"n_cells": spec.n_cells}
+        self.trainer = GANTrainer(
+            generator,
+            discriminator,
+            cfg,
+            device,
+            noise_seed=noise_seed,
+            wrap=ddp_wrapper(single_path=True),
+            g_options=options,
+        )
+        self.paths = [spaces.Genotype.parse(p) for p in spec.paths]
+        self.schedule = path_schedule(spec)
+
+    def step(self, batches: data.DeviceBatches, i: int) -> dict[str, float]:
+        return self.trainer.train_step(batches, self.paths[self.schedule[i]])
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.trainer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any], *, rng: bool) -> None:
+        self.trainer.load_state_dict(state, rng=rng)
+
+    def final(self) -> dict[str, Any]:
+        return {}
+
+
+class MixedRound:
+    """A ``mixed`` round on one worker: :meth:`Architect.iteration` per step."""
+
+    def __init__(
+        self, spec: MixedRoundSpec, device: torch.device, world: int, noise_seed: int, steps: int
+    ) -> None:
+        self.spec = spec
+        g = nn.build_supernet(spec.g_space, width=spec.gf, bottom_width=spec.bottom_width)
+        d = nn.build_supernet(spec.d_space, width=spec.df)
+        alpha_g, alpha_d = nn.ArchLogits(g), nn.ArchLogits(d)
+        self.batch = spec.batch // world  # this worker's share of the real batch
+        cfg = TrainConfig(
+            n_critic=spec.n_critic,
+            g_batch=self.batch,
+            g_lr=spec.w_lr,
+            d_lr=spec.w_lr,
+            betas=tuple(spec.w_betas),
+            ema_decay=spec.ema_decay,
+            collapse_window=0,
+            d_joint_batch=True,
+            amp_bf16=spec.amp_bf16,
+            channels_last=spec.channels_last,
+        )
+        wrap = ddp_wrapper(single_path=False)
+        self.trainer = GANTrainer(g, d, cfg, device, noise_seed=noise_seed, wrap=wrap)
+        self.architect = Architect(
+            self.trainer,
+            alpha_g,
+            alpha_d,
+            ArchConfig(**spec.arch),
+            total_iterations=spec.epochs * steps,
+            wrap=wrap,
+        )
+
+    def step(self, batches: data.DeviceBatches, i: int) -> dict[str, float]:
+        return self.architect.iteration(batches.sample(self.batch))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.trainer.state_dict(), "architect": self.architect.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], *, rng: bool) -> None:
+        self.trainer.load_state_dict(state, rng=rng)
+        self.architect.load_state_dict(state["architect"])
+
+    def digest(self) -> str:
+        """A hash of every parameter (weights, logits, EMA G): equal on all DDP replicas."""
+        h = hashlib.sha256()
+        t, a = self.trainer, self.architect
+        for module in (t.G, t.D, a.alpha_g, a.alpha_d, t.G_ema):
+            for p in module.parameters():
+                h.update(p.detach().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def final(self) -> dict[str, Any]:
+        """Rank 0's result: the derived genotypes, entropies, and IS/FID of the EMA mixture."""
+        from raygan import metrics
+
+        s, a = self.spec, self.architect
+        probs_g, probs_d = a.alpha_g.probabilities(), a.alpha_d.probabilities()
+        g, d = nn.derive(s.g_space, probs_g), nn.derive(s.d_space, probs_d)
+        scores = metrics.evaluate(
+            nn.MixedGenerator(self.trainer.G_ema, probs_g).eval(),
+            reference=mixed_reference(s),
+            num_samples=s.eval_samples,
+            extractor=s.extractor,
+            device=self.trainer.device,
+            inception_weights=s.inception_weights,
+            seed=s.seed,
+        )
+        return {
+            "g": str(g),
+            "d": str(d),
+            **scores,
+            "g_entropy": nn.mean_entropy(probs_g),
+            "d_entropy": nn.mean_entropy(probs_d),
+            "g_params": nn.count_params(
+                nn.build_generator(g, width=s.gf, bottom_width=s.bottom_width)
+            ),
+            "d_params": nn.count_params(nn.build_discriminator(d, width=s.df)),
+            "g_steps": self.trainer.step,
+            "d_iterations": a.iterations,
+            "tau": a.tau(),
+            "replica_digest": self.digest(),
+        }
+
+
+def mixed_reference(spec: MixedRoundSpec) -> Any:
+    """The real data the mixed generator is scored against: the training images themselves
+    (same cap, same seed)."""
+    from raygan import metrics
+
+    return metrics.Reference(
+        spec.dataset,
+        spec.resolution,
+        num_images=spec.max_images,
+        root=spec.data_root,
+        seed=spec.seed,
+    )
+
+
+ROUNDS: dict[str, tuple[type, type]] = {
+    "paths": (RoundSpec, PathRound),
+    "mixed": (MixedRoundSpec, MixedRound),
+}
+"""Round kinds: the spec that travels to the workers, and what a worker builds from it."""
+
+
+# ----- the Train worker -------------------------------------------------------------------------
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """The Train worker: same path each step on every worker, real batch sharded by rank."""
+    """The Train worker: build, continue from a checkpoint or the previous round, train, report."""
     import ray.train
     import ray.train.torch
 
-    spec = RoundSpec(**config)
+    spec_type, round_type = ROUNDS[config["kind"]]
+    spec = spec_type(**config["spec"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    torch.manual_seed(spec.seed)  # identical initial weights on every worker
-    # on the device before the optimisers load their state, which then lands there too
-    generator, discriminator = (m.to(device) for m in build_models(spec))
-    opt_g = torch.optim.Adam(generator.parameters(), lr=spec.g_lr, betas=tuple(spec.betas))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=spec.d_lr, betas=tuple(spec.betas))
-    start = 0
-    checkpoint = ray.train.get_checkpoint()
-    source = None
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            source = torch.load(os.path.join(d, STATE_FILE), map_location=device, weights_only=True)
-        start = int(source["round_step"])
-    elif spec.init:
-        source = storage.load_torch(spec.init, map_location=device)
-    if source is not None:
-        generator.load_state_dict(source["G"])
-        discriminator.load_state_dict(source["D"])
-        opt_g.load_state_dict(source["opt_g"])
-        opt_d.load_state_dict(source["opt_d"])
-    generator_ema = copy.deepcopy(generator).requires_grad_(False)  # on the device already
-    if source is not None and "G_ema" in source:
-        generator_ema.load_state_dict(source["G_ema"])
-    ema_step = int(source.get("ema_step", 0)) if source is not None else 0
-    generator = ray.train.torch.prepare_model(
-        generator, parallel_strategy_kwargs={"find_unused_parameters": True}
-    )
-    discriminator = ray.train.torch.prepare_model(discriminator)
-
-    resolution = spec.resolution or 8 * spec.bottom_width
     images = data.load(
         spec.dataset,
         root=spec.data_root,
-        resolution=resolution,
+        resolution=spec.resolution or 8 * spec.bottom_width,
         max_images=spec.max_images,
         seed=spec.seed,
     )
-    batches = data.DeviceBatches(images[rank::world], device, seed=spec.seed * 1000 + rank + start)
-    noise = torch.Generator(device=device).manual_seed(spec.seed * 1000 + rank + start)
-    g_batch, d_batch = max(1, spec.g_batch // world), max(1, spec.d_batch // world)
-    paths = [spaces.Genotype.parse(p) for p in spec.paths]
-    schedule = path_schedule(spec)
-    latent = _unwrap(generator).latent_dim
-    every = spec.checkpoint_every or spec.steps
-    forward = {} if spec.n_cells is None else {"n_cells": spec.n_cells}
-    losses = {"g": deque(maxlen=spec.collapse_window), "d": deque(maxlen=spec.collapse_window)}
-
-    def z(n: int) -> torch.Tensor:
-        return torch.randn(n, latent, device=device, generator=noise)
-
-    for step in range(start, spec.steps):
-        path = paths[schedule[step]]
-        for _ in range(spec.n_critic):
-            with torch.no_grad():
-                fake = generator(z(d_batch), path, **forward)
-            d_loss = d_hinge_loss(discriminator(batches.sample(d_batch)), discriminator(fake))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-        g_loss = g_hinge_loss(discriminator(generator(z(g_batch), path, **forward)))
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-        ema_step += 1
-        ema_update(generator_ema, _unwrap(generator), ema_decay_at(ema_step))
-        done = step + 1
-        collapsed, variances = _collapse_check(losses, g_loss, d_loss, spec, world, device)
-        if done % every == 0 or done == spec.steps or collapsed:
-            metrics = {
-                "round_step": done,
-                "g_loss": float(g_loss),
-                "d_loss": float(d_loss),
-                "collapsed": collapsed,
-                **variances,
-            }
-            with tempfile.TemporaryDirectory() as tmp:
-                ckpt = None
-                if rank == 0:
-                    torch.save(
-                        {
-                            "G": _unwrap(generator).state_dict(),
-                            "G_ema": generator_ema.state_dict(),
-                            "ema_step": ema_step,
-                            "D": _unwrap(discriminator).state_dict(),
-                            "opt_g": opt_g.state_dict(),
-                            "opt_d": opt_d.state_dict(),
-                            "round_step": done,
-                        },
-                        os.path.join(tmp, STATE_FILE),
-                    )
-                    ckpt = ray.train.Checkpoint.from_directory(tmp)
-                ray.train.report(metrics, checkpoint=ckpt)
-            if collapsed:
-                break
+    steps = spec.round_steps(len(images))
+    seed = spec.stream_seed(rank)  # data order and noise differ by worker
+    torch.manual_seed(spec.seed)  # identical initial weights on every worker
+    work = round_type(spec, device, world, seed, steps)
+    batches = data.DeviceBatches(
+        images[rank::world], device, seed=seed, channels_last=spec.channels_last
+    )
+    start = restore(work, batches, spec, device, rank, world)
+    every = spec.checkpoint_every or steps
+    tic, metrics = time.perf_counter(), {}
+    for i in range(start, steps):
+        try:
+            metrics = {**work.step(batches, i), "collapsed": False}
+        except Collapsed as err:
+            metrics = {**err.metrics, "collapsed": True}
+        done = i + 1
+        final = done == steps or metrics["collapsed"]
+        if done % every == 0 or final:
+            wall = time.perf_counter() - tic
+            metrics.update(round_step=done, wall_s=wall, workers=world)
+            report(work, batches, metrics, done, rank, final=final)
+        if metrics["collapsed"]:
+            break
 
 
-def _collapse_check(
-    losses: dict[str, deque],
-    g_loss: torch.Tensor,
-    d_loss: torch.Tensor,
-    spec: RoundSpec,
-    world: int,
-    device: torch.device,
-) -> tuple[bool, dict[str, float]]:
-    """Record this step's losses; once a window is full, whether G or D looks collapsed on any
-    worker (all workers get the same answer) and the windows' variances."""
-    if not spec.collapse_window:
-        return False, {}
-    losses["g"].append(float(g_loss))
-    losses["d"].append(float(d_loss))
-    if len(losses["g"]) < spec.collapse_window:
-        return False, {}
-    variances = {f"{k}_loss_var": float(np.var(v)) for k, v in losses.items()}
-    flag = torch.tensor(float(min(variances.values()) < spec.collapse_var), device=device)
-    if world > 1:
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    return bool(flag), variances
+def restore(
+    work: Any, batches: data.DeviceBatches, spec: Any, device: torch.device, rank: int, world: int
+) -> int:
+    """Load this round's last checkpoint (a restarted worker group), else the previous
+    round's state (``init``); the round step to continue from."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(
+                os.path.join(folder, STATE_FILE), map_location=device, weights_only=True
+            )
+        resumed = True
+    elif spec.init:
+        state, resumed = storage.load_torch(spec.init, map_location=device), False
+    else:
+        return 0
+    streams = state.get("streams") or []
+    own = resumed or spec.continue_streams
+    work.load_state_dict(state, rng=False)
+    if own and len(streams) == world:  # the same workers: each continues its own streams
+        work.trainer.noise.set_state(streams[rank]["noise"].cpu())
+        batches.load_state_dict(streams[rank]["data"])
+    return int(state.get("round_step", 0)) if resumed else 0
 
 
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    return getattr(module, "module", module)
+def report(
+    work: Any,
+    batches: data.DeviceBatches,
+    metrics: dict[str, Any],
+    done: int,
+    rank: int,
+    *,
+    final: bool,
+) -> None:
+    """Report ``metrics`` with a checkpoint: rank 0 writes the state and every worker's
+    streams (gathered from all workers); at the round's end, rank 0's result too."""
+    import ray.train
+
+    streams = gather({"noise": work.trainer.noise.get_state(), "data": batches.state_dict()})
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            if final:
+                metrics = {**metrics, **work.final()}
+            state = {**work.state_dict(), "round_step": done, "streams": streams}
+            torch.save(state, os.path.join(tmp, STATE_FILE))
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint)
 
 
+def gather(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every worker's ``obj``, in rank order (just this one outside DDP)."""
+    if not torch.distributed.is_initialized():
+        return [obj]
+    out: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(out, {k: _cpu(v) for k, v in obj.items()})
+    return out
+
+
+def _cpu(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _cpu(v) for k, v in value.items()}
+    return value.cpu() if isinstance(value, torch.Tensor) else value
+
+
+def ddp_wrapper(*, single_path: bool) -> Callable[[torch.nn.Module], torch.nn.Module]:
+    """How a Train worker wraps each module in DDP: a single-path supernet leaves the other
+    candidates without gradients; architecture logits hold only constant masks as buffers."""
+
+    def wrap(module: torch.nn.Module) -> torch.nn.Module:
+        import ray.train.torch
+
+        kwargs: dict[str, Any] = {}
+        if isinstance(module, nn.ArchLogits):
+            kwargs["broadcast_buffers"] = False
+        elif single_path and getattr(module, "is_supernet", False):
+            kwargs["find_unused_parameters"] = True
+        return ray.train.torch.prepare_model(module, parallel_strategy_kwargs=kwargs)
+
+    return wrap
+
+
+# ----- the driver side --------------------------------------------------------------------------
 class RoundResult(NamedTuple):
     state: str  # the final checkpoint's state.pt
-    metrics: dict[str, Any]  # the last report: round_step, losses, collapsed, loss variances
+    metrics: dict[str, Any]  # the last report: losses, collapsed, wall time, the round's result
 
 
 def train_round(
-    spec: RoundSpec,
+    spec: RoundSpec | MixedRoundSpec,
     *,
     name: str,
     storage_path: str,
     workers: int = 1,
     use_gpu: bool = False,
-    cpus_per_worker: float = 1.0,
+    resources_per_worker: dict[str, float] | None = None,
     max_failures: int = 2,
 ) -> RoundResult:
-    """Run one round as a ``TorchTrainer`` job; its final ``state.pt`` and last metrics."""
+    """Run one round as a ``TorchTrainer`` job; its final ``state.pt`` and last metrics.
+
+    A run of the same name and storage path that was interrupted continues from its last
+    checkpoint (Ray Train's own restoration).
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=asdict(spec),
+        train_loop_config={"kind": spec.kind, "spec": asdict(spec)},
         scaling_config=ScalingConfig(
-            num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus_per_worker}
+            num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources_per_worker
         ),
         run_config=RunConfig(
             name=name,
@@ -258,8 +465,3 @@ def train_round(
         raise result.error
     state = storage.join(storage.checkpoint_uri(result.checkpoint), STATE_FILE)
     return RoundResult(state, dict(result.metrics))
-
-
-def run_round(spec: RoundSpec, **options: Any) -> str:
-    """:func:`train_round` (same options) for callers that need only the final ``state.pt``."""
-    return train_round(spec, **options).state

@@ -1,4 +1,4 @@
-"""The GAN training loop for one generator/discriminator pair (METHODS.md, shared conventions).
+"""THE GAN training loop (METHODS.md, shared conventions), for every kind of training.
 
 Hinge loss, Adam (0.0, 0.9), ``n_critic`` discriminator steps per generator step with separate
 G and D batch sizes, and an EMA copy of the generator updated after every G step (all reported
@@ -7,23 +7,34 @@ options for GPUs. Divergence (a non-finite loss, or the variance of the recent G
 collapsing as in AutoGAN's dynamic reset) raises :class:`Diverged` rather than letting a
 garbage generator be scored.
 
+What a step trains is a parameter of the step: the architecture each forward runs (``None``
+for a fixed network, a genotype for one path of a supernet, mixed-op weights for a mixed-op
+supernet). One :class:`GANTrainer` therefore runs a trial's fixed pair, a shared-weights round
+(EAGAN stage 1, AutoGAN's shared GAN) and the AdversarialNAS search, inside DDP or not
+(``wrap``). AdversarialNAS's two architecture steps are :class:`Architect`'s, which uses the
+trainer's losses (DARTS keeps ``architect.py`` apart from the network in the same way).
+
 No Ray here: the loop runs the same in a Tune trial, a Train worker or a plain script.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from raygan.data import DeviceBatches
+from raygan.nn import Arch
+from raygan.nn.mixed import ArchLogits
 
 
 class Diverged(RuntimeError):
@@ -33,6 +44,16 @@ class Diverged(RuntimeError):
         super().__init__(f"diverged at step {step}: {reason}")
         self.reason = reason
         self.step = step
+
+
+class Collapsed(Diverged):
+    """The recent G or D losses stopped varying: a trial fails, a shared round ends early
+    (AutoGAN's dynamic reset). ``metrics`` holds the step's losses and both windows'
+    variances."""
+
+    def __init__(self, reason: str, step: int, metrics: dict[str, float]):
+        super().__init__(reason, step)
+        self.metrics = metrics
 
 
 @dataclass
@@ -51,8 +72,10 @@ class TrainConfig:
     # scored on a generator still mostly made of its initial weights; identical to a constant
     # decay once t > 10 / (1 - decay) - 1 (about 9,000 steps at 0.999).
     ema_warmup: bool = True
-    collapse_window: int = 500
+    collapse_window: int = 500  # G steps watched for collapse; 0: never
     collapse_variance: float = 1e-3
+    # real and fake through D as one batch (AdversarialNAS's code), not one batch each
+    d_joint_batch: bool = False
     amp_bf16: bool = False
     channels_last: bool = False
     seed: int = 0
@@ -101,11 +124,26 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         be.copy_(b)
 
 
-class GANTrainer:
-    """State of one pair's training: G, D, EMA G, both optimisers and the step counter.
+ArchSource: TypeAlias = Arch | Callable[[], Arch]
+"""What a forward runs: an architecture, or a function that gives it at the moment of use
+(Gumbel-softmax weights are drawn from the trainer's noise, so when they are drawn matters)."""
 
-    ``state_dict``/``load_state_dict`` make a run resumable bit-for-bit on CPU (RNG states
-    included), which is what Tune checkpoints hold.
+
+def _resolve(arch: ArchSource) -> Arch:
+    return arch() if callable(arch) else arch
+
+
+def _identity(module: nn.Module) -> nn.Module:
+    return module
+
+
+class GANTrainer:
+    """State of one G/D training: G, D, EMA G, both optimisers, the step counter, the noise.
+
+    ``G``/``D`` are the plain modules (state dicts, the EMA, parameter counts); forwards run
+    through ``wrap(G)``/``wrap(D)`` (DDP in a Train worker). ``g_options`` go to every G forward
+    (AutoGAN's multi-level search runs the first ``n_cells`` cells). ``state_dict`` and
+    ``load_state_dict`` make a run resumable bit-for-bit on CPU (RNG states included).
     """
 
     def __init__(
@@ -114,6 +152,10 @@ class GANTrainer:
         discriminator: nn.Module,
         cfg: TrainConfig,
         device: torch.device | str = "cpu",
+        *,
+        noise_seed: int | None = None,
+        wrap: Callable[[nn.Module], nn.Module] = _identity,
+        g_options: Mapping[str, Any] | None = None,
     ):
         self.cfg = cfg
         self.device = torch.device(device)
@@ -121,79 +163,107 @@ class GANTrainer:
         self.G = generator.to(self.device, memory_format=memory_format)
         self.D = discriminator.to(self.device, memory_format=memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr, betas=cfg.betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=cfg.betas)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr, betas=tuple(cfg.betas))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=tuple(cfg.betas))
+        self.run_g, self.run_d = wrap(self.G), wrap(self.D)
+        self.g_options = dict(g_options or {})
         self.step = 0
-        self.noise = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        seed = cfg.seed if noise_seed is None else noise_seed
+        self.noise = torch.Generator(device=self.device).manual_seed(seed)
         self._losses: dict[str, deque[float]] = {
-            "g": deque(maxlen=cfg.collapse_window),
-            "d": deque(maxlen=cfg.collapse_window),
+            "g": deque(maxlen=max(1, cfg.collapse_window)),
+            "d": deque(maxlen=max(1, cfg.collapse_window)),
         }
 
-    def _z(self, n: int) -> torch.Tensor:
+    def z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.G.latent_dim, device=self.device, generator=self.noise)
 
     def _autocast(self):
         enabled = self.cfg.amp_bf16 and self.device.type == "cuda"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def _check(self, name: str, loss: torch.Tensor) -> float:
-        value = float(loss)
-        if not torch.isfinite(loss):
-            raise Diverged(f"{name} loss is {value}", self.step)
-        window = self._losses[name]
-        window.append(value)
-        if len(window) == window.maxlen:
-            t = torch.tensor(window)
-            if float(t.var()) < self.cfg.collapse_variance:
-                raise Diverged(
-                    f"variance of the last {window.maxlen} {name.upper()} losses fell under "
-                    f"{self.cfg.collapse_variance} (mode collapse)",
-                    self.step,
-                )
-        return value
-
-    def train_step(self, data: DeviceBatches) -> dict[str, float]:
-        """One generator step preceded by ``n_critic`` discriminator steps."""
-        cfg = self.cfg
-        for _ in range(cfg.n_critic):
-            real = data.sample(cfg.d_batch)
-            with torch.no_grad(), self._autocast():
-                fake = self.G(self._z(cfg.d_batch))
-            with self._autocast():
-                d_loss = d_hinge_loss(self.D(real), self.D(fake))
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
+    # -- the losses (an Architect's steps use them too)
+    def d_loss(self, real: torch.Tensor, g_arch: ArchSource, d_arch: ArchSource) -> torch.Tensor:
+        d_arch = _resolve(d_arch)
+        z = self.z(len(real))
+        with torch.no_grad(), self._autocast():
+            fake = self.run_g(z, _resolve(g_arch), **self.g_options)
         with self._autocast():
-            g_loss = g_hinge_loss(self.D(self.G(self._z(cfg.g_batch))))
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.opt_g.step()
+            if self.cfg.d_joint_batch:
+                logits = self.run_d(torch.cat([real, fake]), d_arch)
+                return d_hinge_loss(*logits.split(len(real)))
+            return d_hinge_loss(self.run_d(real, d_arch), self.run_d(fake, d_arch))
+
+    def g_loss(self, n: int, g_arch: ArchSource, d_arch: ArchSource) -> torch.Tensor:
+        g_arch, d_arch = _resolve(g_arch), _resolve(d_arch)
+        with self._autocast():
+            fake = self.run_g(self.z(n), g_arch, **self.g_options)
+            return g_hinge_loss(self.run_d(fake, d_arch))
+
+    # -- the weight steps
+    def d_step(
+        self, real: torch.Tensor, g_arch: ArchSource = None, d_arch: ArchSource = None
+    ) -> torch.Tensor:
+        loss = self.d_loss(real, g_arch, d_arch)
+        optimise(self.opt_d, loss)
+        return loss.detach()
+
+    def g_step(self, g_arch: ArchSource = None, d_arch: ArchSource = None) -> torch.Tensor:
+        """One generator weight step, then the EMA."""
+        loss = self.g_loss(self.cfg.g_batch, g_arch, d_arch)
+        optimise(self.opt_g, loss)
         self.step += 1
-        ema_update(self.G_ema, self.G, ema_decay_at(self.step, cfg.ema_decay, cfg.ema_warmup))
-        return {
-            "g_loss": self._check("g", g_loss.detach()),
-            "d_loss": self._check("d", d_loss.detach()),
-        }
+        ema_update(
+            self.G_ema, self.G, ema_decay_at(self.step, self.cfg.ema_decay, self.cfg.ema_warmup)
+        )
+        return loss.detach()
+
+    def train_step(self, data: DeviceBatches, g_arch: ArchSource = None) -> dict[str, float]:
+        """One generator step preceded by ``n_critic`` discriminator steps."""
+        for _ in range(self.cfg.n_critic):
+            d_loss = self.d_step(data.sample(self.cfg.d_batch), g_arch)
+        return self.observe(self.g_step(g_arch), d_loss)
+
+    def observe(self, g_loss: torch.Tensor, d_loss: torch.Tensor) -> dict[str, float]:
+        """Check a generator step's losses: :class:`Diverged` on a non-finite one,
+        :class:`Collapsed` once the recent ones stop varying (on any DDP worker)."""
+        values = {"g_loss": float(g_loss), "d_loss": float(d_loss)}
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise Diverged(f"{name[0].upper()} loss is {value}", self.step)
+            self._losses[name[0]].append(value)
+        if self.cfg.collapse_window and len(self._losses["g"]) == self.cfg.collapse_window:
+            variances = {f"{k}_loss_var": float(np.var(v)) for k, v in self._losses.items()}
+            if agreed(min(variances.values()) < self.cfg.collapse_variance, self.device):
+                raise Collapsed(
+                    f"variance of the last {self.cfg.collapse_window} losses fell under "
+                    f"{self.cfg.collapse_variance} (G {variances['g_loss_var']:.2e}, "
+                    f"D {variances['d_loss_var']:.2e}: mode collapse)",
+                    self.step,
+                    {**values, **variances},
+                )
+            values.update(variances)
+        return values
 
     def run(
         self,
         data: DeviceBatches,
         steps: int,
+        g_arch: Callable[[int], Arch] | None = None,
         on_log: Callable[[int, dict[str, float]], None] | None = None,
         log_every: int = 100,
     ) -> dict[str, float]:
         """Train ``steps`` more generator steps; returns losses, wall time and throughput.
 
+        ``g_arch(i)`` is the architecture of the run's ``i``-th step (a supernet's paths);
         ``img_per_s`` counts real images through the discriminator per second.
         """
         start = time.perf_counter()
         losses: dict[str, float] = {}
         self.G.train()
         self.D.train()
-        for _ in range(steps):
-            losses = self.train_step(data)
+        for i in range(steps):
+            losses = self.train_step(data, None if g_arch is None else g_arch(i))
             if on_log is not None and self.step % log_every == 0:
                 on_log(self.step, losses)
         if self.device.type == "cuda":
@@ -214,13 +284,128 @@ class GANTrainer:
             "losses": {k: list(v) for k, v in self._losses.items()},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], *, rng: bool = True) -> None:
+        """Continue from ``state``; ``rng=False`` keeps this trainer's own noise and empty
+        loss windows (a new shared round seeded on its own, from the last round's weights)."""
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
-        self.G_ema.load_state_dict(state["G_ema"])
+        self.G_ema.load_state_dict(state.get("G_ema", state["G"]))
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step = int(state["step"])
-        self.noise.set_state(state["noise"].cpu())  # an RNG state is a CPU tensor
-        for k, v in state["losses"].items():
-            self._losses[k].extend(v)
+        if rng:
+            self.noise.set_state(state["noise"].cpu())  # an RNG state is a CPU tensor
+            for k, v in state["losses"].items():
+                self._losses[k].extend(v)
+
+
+def optimise(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Backward ``loss`` into fresh gradients and step ``optimiser`` alone."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+
+
+def agreed(flag: bool, device: torch.device) -> bool:
+    """``flag`` on any DDP worker (every worker gets the same answer, so none waits on one
+    that stopped); the flag itself outside DDP."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    tensor = torch.tensor(float(flag), device=device)
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    return bool(tensor)
+
+
+@dataclass
+class ArchConfig:
+    """AdversarialNAS's architecture optimiser and mixed-op weights (METHODS.md section 2)."""
+
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 1e-4
+    gumbel: bool = False
+    tau_start: float = 1.0
+    tau_end: float = 0.1
+
+
+class Architect:
+    """AdversarialNAS's architecture steps, around a :class:`GANTrainer` of two supernets.
+
+    Each iteration: a D-architecture step on one half of the real batch, a D-weight step on
+    the other half, and every ``n_critic`` iterations a G-architecture step, then a G-weight
+    step (and the EMA). First-order; G's architecture minimises the G loss, D's the D loss.
+    With ``gumbel`` the mixed-op weights are Gumbel-softmax samples of the logits, drawn from
+    the trainer's noise at a temperature annealed exponentially over ``total_iterations``.
+    """
+
+    def __init__(
+        self,
+        trainer: GANTrainer,
+        alpha_g: ArchLogits,
+        alpha_d: ArchLogits,
+        cfg: ArchConfig,
+        *,
+        total_iterations: int,
+        wrap: Callable[[nn.Module], nn.Module] = _identity,
+    ):
+        self.trainer, self.cfg = trainer, cfg
+        self.alpha_g, self.alpha_d = alpha_g.to(trainer.device), alpha_d.to(trainer.device)
+        arch = {"lr": cfg.lr, "betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay}
+        self.opt_g = torch.optim.Adam(self.alpha_g.parameters(), **arch)
+        self.opt_d = torch.optim.Adam(self.alpha_d.parameters(), **arch)
+        self.run_g, self.run_d = wrap(self.alpha_g), wrap(self.alpha_d)
+        self.total_iterations = total_iterations
+        self.iterations = 0  # D iterations done
+
+    def tau(self) -> float | None:
+        """The Gumbel temperature now (None: plain softmax), annealed exponentially."""
+        c = self.cfg
+        if not c.gumbel:
+            return None
+        progress = min(1.0, self.iterations / max(1, self.total_iterations))
+        return c.tau_start * (c.tau_end / c.tau_start) ** progress
+
+    def weights(self, player: str, *, grad: bool) -> Callable[[], dict[str, torch.Tensor]]:
+        """Mixed-op weights of ``player``, drawn when used; without ``grad`` the logits are
+        constants of the step."""
+        logits = self.run_g if player == "g" else self.run_d
+
+        def draw() -> dict[str, torch.Tensor]:
+            with torch.set_grad_enabled(grad):
+                return logits(self.tau(), self.trainer.noise)
+
+        return draw
+
+    def iteration(self, real: torch.Tensor) -> dict[str, float]:
+        """One D iteration on this worker's share of the real batch, and G every n_critic."""
+        t, g_fixed = self.trainer, self.weights("g", grad=False)
+        arch_half, weight_half = real.chunk(2)
+        d_arch_loss = t.d_loss(arch_half, g_fixed, self.weights("d", grad=True))
+        optimise(self.opt_d, d_arch_loss)
+        d_loss = t.d_step(weight_half, g_fixed, self.weights("d", grad=False))
+        losses = {"d_arch": float(d_arch_loss), "d": float(d_loss)}
+        self.iterations += 1
+        if self.iterations % t.cfg.n_critic == 0:
+            d_fixed = self.weights("d", grad=False)
+            g_arch_loss = t.g_loss(t.cfg.g_batch, self.weights("g", grad=True), d_fixed)
+            optimise(self.opt_g, g_arch_loss)
+            g_loss = t.g_step(g_fixed, d_fixed)
+            t.observe(g_loss, d_loss)
+            losses.update(g_arch=float(g_arch_loss), g=float(g_loss))
+        return losses
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "alpha_g": self.alpha_g.state_dict(),
+            "alpha_d": self.alpha_d.state_dict(),
+            "opt_alpha_g": self.opt_g.state_dict(),
+            "opt_alpha_d": self.opt_d.state_dict(),
+            "iterations": self.iterations,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.alpha_g.load_state_dict(state["alpha_g"])
+        self.alpha_d.load_state_dict(state["alpha_d"])
+        self.opt_g.load_state_dict(state["opt_alpha_g"])
+        self.opt_d.load_state_dict(state["opt_alpha_d"])
+        self.iterations = int(state["iterations"])

@@ -1,16 +1,18 @@
-"""One trial: config -> build the G/D pair -> train -> evaluate -> report and checkpoint.
+"""THE trial: config -> build the G/D pair -> (inherit) -> train -> evaluate -> result.
 
-:func:`run_trial` is the whole trial as a plain function with a ``report`` hook; it is what the
-benchmark calls directly to measure Tune's overhead. :func:`train_pair` is the Tune function
-trainable around it, and :class:`TableCallback` appends each finished trial (ok or not) to the
-experiment's trial table from the driver, so rows land in one place even on a cluster.
+:func:`run_trial` is the whole trial as a plain function with a ``report`` hook (what the
+benchmark calls directly to measure Tune's overhead); :func:`train_pair` is the Tune function
+trainable around it. A trial of zero steps scores the generator it inherited, as it is (EAGAN's
+stage-1 candidates, AutoGAN's rewards). The driver turns each finished Tune trial into its table
+row (:func:`row_fields`), so rows land in one place, at a boundary, even on a cluster.
 
 A trial's config (flat, so Tune shows it) holds: ``g``/``d`` (canonical genotype strings),
-``gf``, ``df``, ``bottom_width``, ``dataset``, ``data_root``, ``max_images``, the training
-budget (:class:`raygan.train.TrainConfig` fields), ``eval_samples``, ``extractor``,
-``inception_weights``, ``init_g`` / ``init_d`` (checkpoint files whose G / D weights the trial
-inherits: a supernet's or another trial's ``state.pt``; a supernet's holds every candidate, and
-the trial takes its own path's), ``checkpoint_every`` and ``row`` (extra table columns).
+``gf``, ``df``, ``bottom_width``, ``n_cells`` (AutoGAN: the cells a multi-level stage runs),
+``dataset``, ``data_root``, ``max_images``, the training budget (:class:`raygan.train.TrainConfig`
+fields), ``eval_samples``, ``extractor``, ``inception_weights``, ``init_g`` / ``init_d``
+(checkpoint files whose G / D weights the trial inherits: a supernet's or another trial's
+``state.pt``; a supernet's holds every candidate, and the trial takes its own path's),
+``checkpoint_every`` and ``row`` (the strategy's own table columns).
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ from typing import Any
 
 import torch
 from ray import tune
-from ray.tune import Callback
 
-from raygan import data, metrics, nn, results, spaces, storage
+from raygan import data, metrics, nn, spaces, storage
 from raygan.train import Diverged, GANTrainer, TrainConfig, init_weights, scored_generator
 
 STATE_FILE = "state.pt"
@@ -46,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "extractor": "auto",
     "inception_weights": None,
     "latent_chunks": None,
+    "n_cells": None,
     "reference_images": None,
     "init_g": None,
     "init_d": None,
@@ -72,7 +74,7 @@ def build_pair(config: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module
     """G and D from the config's genotypes and widths, initialised per METHODS.md."""
     g = spaces.Genotype.parse(config["g"])
     d = spaces.Genotype.parse(config["d"])
-    options = {"latent_chunks": config["latent_chunks"]} if config["latent_chunks"] else {}
+    options = {k: config[k] for k in ("latent_chunks", "n_cells") if config[k]}
     generator = nn.build_generator(
         g, width=config["gf"], bottom_width=config["bottom_width"], **options
     )
@@ -120,14 +122,89 @@ def device_for_trial() -> torch.device:
 
 
 def save_state(
-    trainer: GANTrainer, batches: data.DeviceBatches, config: dict[str, Any], directory: str
+    trainer: GANTrainer,
+    batches: data.DeviceBatches | None,
+    config: dict[str, Any],
+    directory: str,
 ) -> None:
-    """A resumable checkpoint: training state (RNGs included) and the config that built it."""
-    state = trainer.state_dict()
-    state["data"] = batches.state_dict()
+    """A checkpoint and the config that built it: resumable training state (RNGs included),
+    or, for a trial that never trained, only the generator it was scored with."""
+    if batches is None:
+        state = {"G_ema": trainer.G_ema.state_dict(), "step": trainer.step}
+    else:
+        state = {**trainer.state_dict(), "data": batches.state_dict()}
     torch.save(state, os.path.join(directory, STATE_FILE))
     with open(os.path.join(directory, CONFIG_FILE), "w") as f:
         json.dump(config, f, indent=1, default=str)
+
+
+def prepare(
+    config: dict[str, Any], device: torch.device, resume_dir: str | None
+) -> tuple[GANTrainer, data.DeviceBatches | None]:
+    """The trainer, from scratch, inherited weights or a checkpoint, and its training batches
+    (none for a trial of zero steps: it only scores)."""
+    torch.manual_seed(config.get("seed", 0))
+    cfg = train_config(config)
+    trainer = GANTrainer(*build_pair(config), cfg, device)
+    batches = None
+    if cfg.steps > 0:
+        images = data.load(
+            config["dataset"],
+            root=config["data_root"],
+            resolution=trainer.G.resolution,
+            max_images=config["max_images"],
+            seed=cfg.seed,
+        )
+        batches = data.DeviceBatches(images, device, seed=cfg.seed, channels_last=cfg.channels_last)
+    if resume_dir is None:
+        inherit_weights(trainer, config["init_g"], config["init_d"])
+        return trainer, batches
+    state = torch.load(os.path.join(resume_dir, STATE_FILE), map_location=device, weights_only=True)
+    trainer.load_state_dict(state)
+    if batches is not None:
+        batches.load_state_dict(state["data"])
+    return trainer, batches
+
+
+def train(
+    trainer: GANTrainer, batches: data.DeviceBatches | None, config: dict[str, Any], report: Report
+) -> dict[str, Any]:
+    """Train to the budget, checkpointing every ``checkpoint_every`` steps; the losses,
+    throughput and training wall time."""
+    cfg, out = trainer.cfg, {"train_wall_s": 0.0}
+    every = config["checkpoint_every"] or cfg.steps
+    while trainer.step < cfg.steps:
+        chunk = min(every, cfg.steps - trainer.step)
+        stats = trainer.run(batches, chunk)
+        out["train_wall_s"] += stats["wall_s"]
+        out.update(
+            g_loss=stats["g_loss"],
+            d_loss=stats["d_loss"],
+            img_per_s=chunk * cfg.n_critic * cfg.d_batch / max(stats["wall_s"], 1e-9),
+        )
+        if trainer.step < cfg.steps:
+            with tempfile.TemporaryDirectory() as tmp:
+                save_state(trainer, batches, config, tmp)
+                report({**out, "steps": trainer.step, "status": "running"}, tmp)
+    return out
+
+
+def score(trainer: GANTrainer, config: dict[str, Any]) -> dict[str, Any]:
+    """IS/FID of the EMA generator (an inherited path first gets its own BatchNorm statistics:
+    the supernet's are shared by every path)."""
+    if trainer.cfg.steps == 0 and config["init_g"]:
+        nn.recalibrate_batch_norm(trainer.G_ema, seed=trainer.cfg.seed)
+    scores = metrics.evaluate(
+        trainer.G_ema,
+        reference=reference_for(config, trainer.G.resolution),
+        num_samples=config["eval_samples"],
+        extractor=config["extractor"],
+        device=trainer.device,
+        inception_weights=config["inception_weights"],
+        seed=trainer.cfg.seed,
+    )
+    status = "ok" if all(math.isfinite(scores[k]) for k in ("is", "fid")) else "failed"
+    return {**scores, "eval_samples": scores["num_samples"], "status": status}
 
 
 def run_trial(config: dict[str, Any], report: Report, *, resume_dir: str | None = None) -> dict:
@@ -138,95 +215,34 @@ def run_trial(config: dict[str, Any], report: Report, *, resume_dir: str | None 
     """
     config = full_config(config)
     start = time.perf_counter()
-    torch.manual_seed(config.get("seed", 0))
-    cfg = train_config(config)
-    device = device_for_trial()
-    generator, discriminator = build_pair(config)
-    trainer = GANTrainer(generator, discriminator, cfg, device)
-    resolution = generator.resolution
-    images = data.load(
-        config["dataset"],
-        root=config["data_root"],
-        resolution=resolution,
-        max_images=config["max_images"],
-        seed=cfg.seed,
-    )
-    batches = data.DeviceBatches(images, device, seed=cfg.seed, channels_last=cfg.channels_last)
-    if resume_dir is not None:
-        state = torch.load(
-            os.path.join(resume_dir, STATE_FILE), map_location=device, weights_only=True
-        )
-        trainer.load_state_dict(state)
-        batches.load_state_dict(state["data"])
+    trainer, batches = prepare(config, device_for_trial(), resume_dir)
+    result: dict[str, Any] = {**describe(trainer, config), "budget_steps": trainer.cfg.steps}
+    try:
+        result.update(train(trainer, batches, config, report))
+    except Diverged as err:
+        result.update(budget_steps=trainer.step, status="diverged", error=str(err))
     else:
-        inherit_weights(trainer, config["init_g"], config["init_d"])
+        result.update(score(trainer, config))
+    result.update(steps=trainer.step, wall_s=time.perf_counter() - start, done=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if result["status"] != "diverged":
+            save_state(trainer, batches, config, tmp)
+            save_samples(trainer.G_ema, os.path.join(tmp, SAMPLES_FILE), seed=trainer.cfg.seed)
+        report(result, None if result["status"] == "diverged" else tmp)
+    return result
 
-    result: dict[str, Any] = {
+
+def describe(trainer: GANTrainer, config: dict[str, Any]) -> dict[str, Any]:
+    """What a trial's row says of its pair; ``d_params`` only for a D that trained or was
+    inherited (a generator scored as inherited has no D of its own)."""
+    has_d = trainer.cfg.steps > 0 or bool(config["init_d"])
+    return {
         "g_params": nn.count_params(trainer.G),
-        "d_params": nn.count_params(trainer.D),
-        "resolution": resolution,
-        "seed": cfg.seed,
+        "d_params": nn.count_params(trainer.D) if has_d else None,
+        "resolution": trainer.G.resolution,
+        "seed": trainer.cfg.seed,
         "inherited_from": config["init_g"],
     }
-    every = config["checkpoint_every"] or cfg.steps
-    train_wall = 0.0
-    try:
-        while trainer.step < cfg.steps:
-            chunk = min(every, cfg.steps - trainer.step)
-            stats = trainer.run(batches, chunk)
-            train_wall += stats["wall_s"]
-            result.update(
-                g_loss=stats["g_loss"],
-                d_loss=stats["d_loss"],
-                img_per_s=chunk * cfg.n_critic * cfg.d_batch / max(stats["wall_s"], 1e-9),
-            )
-            if trainer.step < cfg.steps:
-                with tempfile.TemporaryDirectory() as tmp:
-                    save_state(trainer, batches, config, tmp)
-                    report({**result, "steps": trainer.step, "status": "running"}, tmp)
-    except Diverged as err:
-        final = {
-            **result,
-            "steps": trainer.step,
-            "budget_steps": trainer.step,
-            "status": "diverged",
-            "error": str(err),
-            "wall_s": time.perf_counter() - start,
-            "done": True,
-        }
-        report(final, None)
-        return final
-
-    if cfg.steps == 0 and config["init_g"]:
-        # scored as inherited: its BatchNorm statistics are still the supernet's (shared by
-        # every path), so they are recomputed for this path first
-        nn.recalibrate_batch_norm(trainer.G_ema, seed=cfg.seed)
-    scores = metrics.evaluate(
-        trainer.G_ema,
-        reference=reference_for(config, resolution),
-        num_samples=config["eval_samples"],
-        extractor=config["extractor"],
-        device=device,
-        inception_weights=config["inception_weights"],
-        seed=cfg.seed,
-    )
-    status = "ok" if all(math.isfinite(scores[k]) for k in ("is", "fid")) else "failed"
-    final = {
-        **result,
-        **scores,
-        "steps": trainer.step,
-        "budget_steps": trainer.step,
-        "status": status,
-        "eval_samples": scores["num_samples"],
-        "wall_s": time.perf_counter() - start,
-        "train_wall_s": train_wall,
-        "done": True,
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        save_state(trainer, batches, config, tmp)
-        save_samples(trainer.G_ema, os.path.join(tmp, SAMPLES_FILE), seed=cfg.seed)
-        report(final, tmp)
-    return final
 
 
 @torch.no_grad()
@@ -264,75 +280,100 @@ def train_pair(config: dict[str, Any]) -> None:
             run_trial(config, report, resume_dir=resume_dir)
 
 
-def trial_error(trial: Any) -> str:
-    """The last line of an errored trial's traceback (the exception), for the table."""
-    path = getattr(trial, "error_file", None)
-    if path and os.path.isfile(path):
-        with open(path) as f:
-            lines = f.read().strip().splitlines()
-        if lines:
-            return lines[-1][:500]
-    return "trial failed (no error file)"
+def fit_trials(
+    storage_path: str,
+    name: str,
+    *,
+    resources: dict[str, float],
+    searcher: Callable[[], Any] | None = None,
+    param_space: dict[str, Any] | None = None,
+    concurrency: int | None = None,
+    reuse_actors: bool = False,
+    resume_errored: bool = True,
+) -> list:
+    """Run the trials of Tune experiment ``name`` under ``storage_path`` to their end; their
+    ``ray.tune.Result`` objects (each finished or errored).
+
+    The trials come from ``searcher()`` (a search) or are the one ``param_space``. An
+    experiment that exists already (the driver was killed during it) is restored instead,
+    searcher included. ``reuse_actors`` runs trials one after another in the same worker
+    processes: worth it when a trial takes less time than starting a process that imports
+    torch. ``resume_errored`` re-runs a restored experiment's errored trials; a search whose
+    later proposals depend on earlier results keeps them as they were told instead.
+    """
+    trainable = tune.with_resources(train_pair, resources)
+    path = storage.join(storage_path, name)
+    if storage.exists(storage.join(path, "tuner.pkl")):
+        tuner = tune.Tuner.restore(path, trainable, resume_errored=resume_errored)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher() if searcher else None,
+                num_samples=-1 if searcher else 1,
+                max_concurrent_trials=concurrency,
+                reuse_actors=reuse_actors,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage_path,
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=2),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+    trials = list(tuner.fit())
+    if not all(t.error is not None or t.metrics.get("done") for t in trials):
+        # Tune stops gracefully on Ctrl-C and returns: nothing of this experiment may be used;
+        # the caller's state stays at its boundary and a rerun restores this Tune experiment.
+        raise KeyboardInterrupt
+    return trials
 
 
-def row_from_trial(trial: Any, experiment: str, strategy: str) -> dict[str, Any]:
-    """A trial-table row from a finished (or errored) Tune trial."""
-    config = full_config(trial.config)
-    last = dict(trial.last_result or {})
+def trial_dirname(trial: Any) -> str:
+    """Short trial folders (Tune's default spells out the whole config)."""
+    return f"trial-{trial.trial_id}"
+
+
+def trial_id(result: Any) -> str:
+    """A Tune result's trial id (an errored trial that never reported has only its folder,
+    named by :func:`raygan.strategies.common.trial_dirname`)."""
+    return result.metrics.get("trial_id") or os.path.basename(result.path).removeprefix("trial-")
+
+
+def trial_error(result: Any) -> str | None:
+    """The last line of an errored trial's exception, for the table."""
+    if result.error is None:
+        return None
+    lines = str(result.error).strip().splitlines()
+    return lines[-1][:500] if lines else type(result.error).__name__
+
+
+ROW_RESULTS = (
+    "resolution", "is", "is_std", "fid", "kid", "g_params", "d_params", "budget_steps",
+    "wall_s", "img_per_s", "inherited_from", "seed", "extractor", "eval_samples",
+)  # fmt: skip
+"""What a trial's final result contributes to its row."""
+
+
+def row_fields(result: Any) -> dict[str, Any]:
+    """A finished (or errored) Tune trial's row fields, from its ``ray.tune.Result``: its
+    genotypes, widths and result, plus the strategy's own columns from the config's ``row``."""
+    config = full_config(result.config)
+    last = dict(result.metrics or {})
     g, d = spaces.Genotype.parse(config["g"]), spaces.Genotype.parse(config["d"])
-    checkpoint = storage.checkpoint_uri(trial.checkpoint) if trial.checkpoint else None
-    status = last.get("status", "failed")
-    if trial.status == "ERROR":
-        status = "failed"
-    row = {
-        "experiment": experiment,
-        "trial_id": trial.trial_id,
-        "strategy": strategy,
+    return {
+        "trial_id": trial_id(result),
         **spaces.table_columns("g", g),
         **spaces.table_columns("d", d),
         "gf": config["gf"],
         "df": config["df"],
         "dataset": config["dataset"],
-        "checkpoint": checkpoint,
-        "error": last.get("error") or (trial_error(trial) if trial.status == "ERROR" else None),
-        **{
-            k: last.get(k)
-            for k in (
-                "resolution",
-                "is",
-                "is_std",
-                "fid",
-                "kid",
-                "g_params",
-                "d_params",
-                "budget_steps",
-                "wall_s",
-                "img_per_s",
-                "inherited_from",
-                "seed",
-                "extractor",
-                "eval_samples",
-            )
-        },
-        "status": status,
+        "checkpoint": storage.checkpoint_uri(result.checkpoint) if result.checkpoint else None,
+        "error": last.get("error") or trial_error(result),
+        **{k: last.get(k) for k in ROW_RESULTS},
+        "status": "failed" if result.error is not None else last.get("status", "failed"),
+        **(config.get("row") or {}),
     }
-    row.update(config.get("row") or {})
-    return row
-
-
-class TableCallback(Callback):
-    """Appends every finished trial's row (ok, diverged or errored) to the experiment table."""
-
-    def __init__(self, experiment_dir: str, strategy: str):
-        self.experiment_dir = experiment_dir
-        self.strategy = strategy
-        self.experiment = os.path.basename(experiment_dir.rstrip("/"))
-
-    def _append(self, trial: Any) -> None:
-        results.append(self.experiment_dir, [row_from_trial(trial, self.experiment, self.strategy)])
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._append(trial)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._append(trial)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import pickle
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 
 from raygan import results, spaces, supernet
 from raygan.cli import main
+from raygan.state import load as load_state
 from raygan.strategies import autogan, common
 
 ITERATIONS, STEPS, BATCH, CANDIDATES, KEEP = 3, 1, 2, 3, 2
@@ -35,8 +35,7 @@ COLLAPSING = 1  # the iteration whose round is made to collapse
 
 
 def read_state(out: str) -> dict[str, Any]:
-    with open(os.path.join(out, common.Driver.STATE), "rb") as f:
-        return pickle.load(f)
+    return load_state(os.path.join(out, common.Driver.STATE))
 
 
 def same(a: Any, b: Any) -> bool:

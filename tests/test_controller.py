@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Callable
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from raygan import spaces
 from raygan.searchers.controller import Controller, ControllerSearch, reinforce_loss
 from raygan.spaces import Genotype
+from raygan.state import dumps, loads
 
 TARGET = Genotype.parse("autogan:1,0,1,1/1,0,0,1,1/1,0,1,0,3")
 
@@ -219,10 +219,10 @@ def test_state_round_trip_gives_identical_continuation() -> None:
     pending = [search.ask() for _ in range(3)]
     search.tell(pending[1].key, is_of_matching(pending[1].config))  # one of three told
 
-    state = pickle.loads(pickle.dumps(search.state_dict()))
+    saved = loads(*dumps(search.state_dict()))  # through the JSON + tensors format
     clone = ControllerSearch(**{**options, "seed": 99})
-    clone.load_state_dict(state)
-    clone.load_state_dict(state)  # loading leaves the given state untouched
+    clone.load_state_dict(saved)
+    clone.load_state_dict(saved)  # loading leaves the given state untouched
 
     def finish(s: ControllerSearch) -> list[dict]:
         for p in (pending[0], pending[2]):

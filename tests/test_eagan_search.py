@@ -17,13 +17,10 @@ import pytest
 import torch
 
 from raygan import results, spaces
+from raygan.analysis import hypervolume_by_generation
 from raygan.cli import main
-from raygan.strategies.eagan import (
-    PRESETS,
-    hypervolume_by_generation,
-    stage2_steps,
-    supernet_run_name,
-)
+from raygan.spec import load_preset
+from raygan.strategies.eagan import stage2_steps, supernet_run_name
 from raygan.trainable import SAMPLES_FILE, STATE_FILE
 
 P, GENERATIONS = 4, 2
@@ -152,7 +149,7 @@ def test_front_samples_show_each_member_with_a_checkpoint(tmp_path):
     import torch
 
     from raygan import nn
-    from raygan.strategies.eagan import front_samples
+    from raygan.analysis import front_samples
     from raygan.trainable import save_samples
 
     kept = tmp_path / "trial-a" / "checkpoint_000000"
@@ -212,7 +209,7 @@ def test_resources_this_machine_lacks_stop_before_ray(
 def test_paper_preset_budgets_are_the_papers_epochs():
     """METHODS.md: warm-up 50 epochs and rounds of 10 (n_critic 1); a stage-2 round is 10
     epochs at n_critic 5 whose batches are shared among all P pairs, whatever P is."""
-    p = PRESETS["paper"]
+    p = load_preset("eagan", "paper")
 
     def epoch(n_critic: int) -> int:  # G steps per pass over CIFAR-10's 50,000 images
         return 50_000 // (p["d_batch"] * n_critic)

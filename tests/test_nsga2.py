@@ -2,7 +2,6 @@
 
 import math
 import os
-import pickle
 import random
 import signal
 import sys
@@ -17,6 +16,7 @@ from raygan import spaces
 from raygan.pareto import hypervolume
 from raygan.searchers.nsga2 import NSGA2
 from raygan.spaces import ABSENT, Gene, Genotype, Space
+from raygan.state import dumps, loads
 
 METRICS, MODES = ("score", "size"), ("max", "min")
 
@@ -257,7 +257,7 @@ def test_restoring_at_any_point_continues_exactly(reevaluate):
         search, out = make(reevaluate_parents=reevaluate), []
         interleave(search, out, steps=stop)
         resumed = make(reevaluate_parents=reevaluate)
-        resumed.load_state_dict(pickle.loads(pickle.dumps(search.state_dict())))
+        resumed.load_state_dict(loads(*dumps(search.state_dict())))
         interleave(resumed, out)
         assert resumed.history() == reference.history(), stop
 
@@ -297,9 +297,9 @@ def test_searcher_adapter_tells_failures_and_survives_save_restore(tmp_path):
     searcher.on_trial_complete("t0", error=True)
     searcher.on_trial_complete("t1", result={"score": math.nan, "size": 3.0})
     searcher.on_trial_complete("t2", result={"score": 1.0, "size": 2.0})
-    searcher.save(str(tmp_path / "state.pkl"))
+    searcher.save(str(tmp_path / "state.json"))
     restored = NSGA2Searcher(make())
-    restored.restore(str(tmp_path / "state.pkl"))
+    restored.restore(str(tmp_path / "state.json"))
     for trial in ("t3", "t4", "t5"):
         restored.on_trial_complete(trial, result=objectives(configs[trial]["genotype"]))
     status = {r["individual"]: r["status"] for r in restored.algorithm.history()}

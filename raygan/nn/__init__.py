@@ -24,6 +24,7 @@ from torch import nn
 from raygan import spaces
 from raygan.nn.arch import Arch, EdgeSpec, Searchable
 from raygan.nn.autogan import AutoGanDiscriminator, AutoGanGenerator
+from raygan.nn.mixed import ArchLogits, MixedGenerator, derive, mean_entropy
 from raygan.nn.nas_cell import NasCellGenerator
 from raygan.nn.nas_cell_d import AdversarialNasDiscriminator, EaganDiscriminator
 from raygan.nn.ops import DOWN_OPS, NORMAL_OPS, OP_LISTS, UP_OPS
@@ -37,13 +38,17 @@ __all__ = [
     "OP_LISTS",
     "UP_OPS",
     "Arch",
+    "ArchLogits",
     "EdgeSpec",
+    "MixedGenerator",
     "Searchable",
     "build_discriminator",
     "build_generator",
     "build_supernet",
     "count_params",
+    "derive",
     "inherit",
+    "mean_entropy",
     "recalibrate_batch_norm",
 ]
 

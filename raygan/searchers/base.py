@@ -4,20 +4,24 @@
 ``ray.tune.search.Searcher``: ``suggest`` asks, ``on_trial_complete`` tells, and
 ``save``/``restore`` persist the algorithm's state with the mapping of live Tune trials to
 proposals, so ``Tuner.restore`` resumes a search exactly where it stopped: finished trials stay
-told, unfinished ones are re-run by Tune and told once.
+told, unfinished ones are re-run by Tune and told once. The state is plain data
+(:mod:`raygan.state`: JSON, with any tensors in a weights-only torch file beside it), never a
+pickle.
 """
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Mapping
+import copy
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ray.tune.search import Searcher
 
+import raygan.state
 from raygan.searchers.asktell import AskTell, Suggestion, objectives_of
 
-__all__ = ["AskTell", "AskTellSearcher", "Suggestion", "objectives_of"]
+__all__ = ["KEY", "AskTell", "AskTellSearcher", "BoundaryView", "Suggestion", "objectives_of"]
 
 
 class AskTellSearcher(Searcher):
@@ -26,6 +30,8 @@ class AskTellSearcher(Searcher):
     Failed trials (errors, a missing metric, NaN/inf) are told as ``None``; each algorithm
     documents what that means for it (dominated for NSGA-II, a penalty for the controller).
     """
+
+    CKPT_FILE_TMPL = "searcher-state-{}.json"
 
     def __init__(self, algorithm: AskTell, *, config: Mapping[str, Any] | None = None):
         super().__init__(metric=list(algorithm.metrics), mode=list(algorithm.modes))
@@ -64,12 +70,61 @@ class AskTellSearcher(Searcher):
         }
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.state(), f)
+        """The state as JSON at ``checkpoint_path``, its tensors (if any) beside it."""
+        raygan.state.save(checkpoint_path, self.state())
+
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        # Tune's default saves under a fresh temporary name and renames the file, which would
+        # strand the tensors file beside each temporary name; raygan.state writes atomically
+        # already, so save straight to the final name (its previous tensors file is replaced).
+        self.save(os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format(session_str)))
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
-        self.algorithm.load_state_dict(state["algorithm"])
-        self._live = dict(state["live"])
-        self.base_config = state["base_config"]
+        saved = raygan.state.load(checkpoint_path)
+        self.algorithm.load_state_dict(saved["algorithm"])
+        self._live = dict(saved["live"])
+        self.base_config = saved["base_config"]
+
+
+class BoundaryView:
+    """A copy of a search that hands Tune the proposals up to the driver's next boundary (an
+    EAGAN generation, an AutoGAN iteration), each config made by ``to_trial`` and tagged with
+    its proposal's key.
+
+    The driver keeps the authoritative search and tells it the boundary's results in proposal
+    order, so what it saves never depends on which trial finished first; this copy lives
+    inside Tune's searcher (checkpointed with it), so an interrupted experiment resumes.
+    ``over(search)`` says the boundary is reached (module-level functions and partials only:
+    Tune pickles the searcher with its experiment).
+    """
+
+    def __init__(
+        self,
+        search: AskTell,
+        over: Callable[[AskTell], bool],
+        to_trial: Callable[[dict[str, Any]], dict[str, Any]],
+    ):
+        self.search = copy.deepcopy(search)
+        self.over, self.to_trial = over, to_trial
+        self.metrics, self.modes = search.metrics, search.modes
+
+    @property
+    def finished(self) -> bool:
+        return self.over(self.search)
+
+    def ask(self) -> Suggestion | None:
+        s = None if self.finished else self.search.ask()
+        return None if s is None else Suggestion(s.key, {**self.to_trial(s.config), KEY: s.key})
+
+    def tell(self, key: str, result: Mapping[str, Any] | None) -> None:
+        self.search.tell(key, result)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"search": self.search.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.search.load_state_dict(state["search"])
+
+
+KEY = "proposal"
+"""The trial-config key of a proposal's key (how the driver finds each proposal's trial)."""

@@ -35,7 +35,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,6 +44,7 @@ from raygan import spaces
 from raygan.pareto import non_dominated_sort, ranks_and_crowding
 from raygan.searchers.asktell import Suggestion, objectives_of
 from raygan.spaces import Genotype, Space
+from raygan.state import dumps, loads
 
 log = logging.getLogger(__name__)
 
@@ -385,12 +385,15 @@ class NSGA2:
         self.stop_reason = state["stop_reason"]
 
     def to_bytes(self) -> bytes:
-        return pickle.dumps(self.state_dict())
+        """The state as a JSON document (:mod:`raygan.state`; it holds no tensors)."""
+        text, tensors = dumps(self.state_dict())
+        assert not tensors, "an NSGA2 state is numbers and strings only"
+        return text.encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> NSGA2:
         """Rebuild a search from ``to_bytes()``; its space is looked up by name."""
-        state = pickle.loads(data)
-        search = cls(**state["settings"])
-        search.load_state_dict(state)
+        saved = loads(data.decode())
+        search = cls(**saved["settings"])
+        search.load_state_dict(saved)
         return search

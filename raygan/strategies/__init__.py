@@ -1,19 +1,26 @@
-"""The search strategies behind ``raygan search NAME`` and ``raygan analyze``.
+"""The search strategies behind ``raygan search NAME``.
 
 Each strategy is a module with the same small surface, found through :data:`STRATEGIES`
 (a registry, so adding one needs no change to the command line):
 
 - ``HELP``: one line for ``raygan search --help``;
-- ``PRESETS``: ``{"quick": {...}, "paper": {...}}`` option defaults (quick is the default);
-- ``add_arguments(parser)``: its own options (common ones come from :func:`add_common`);
-- ``run(args) -> int``: validate everything (raise :class:`raygan.errors.UsageError`), then
-  start Ray and search, writing ``<out>/trials.parquet`` and genotype files;
-- ``analyze(df, out_dir) -> str``: text for ``raygan analyze`` (and PNGs written to out_dir).
+- ``add_arguments(parser)``: its own options (common ones come from
+  :func:`raygan.cli.add_search_options`); an option that a preset sets defaults to None;
+- ``validate(spec)``: every problem in the spec, as :class:`raygan.errors.UsageError`; the
+  command line calls it before anything is written or Ray starts;
+- ``run(spec) -> int``: search with that validated spec, writing ``<out>/trials.parquet``
+  and genotype files.
+
+Its presets are data, ``raygan/presets/<name>.yaml`` (``quick`` is the default), read with
+:func:`raygan.spec.load_preset`; :func:`raygan.spec.build_spec` puts the options given over
+one of them, giving one immutable :class:`raygan.spec.Spec`.
+
+What ``raygan analyze`` prints and plots for a strategy's rows is not part of it: that is
+:data:`raygan.analysis.ANALYZERS`, keyed by the same name.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 from types import ModuleType
 
@@ -34,10 +41,3 @@ def available() -> dict[str, ModuleType]:
             if err.name != module:
                 raise
     return found
-
-
-def apply_preset(args: argparse.Namespace, presets: dict[str, dict]) -> None:
-    """Fill every option the user left unset (None) from the chosen preset."""
-    for key, value in presets[args.preset].items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)

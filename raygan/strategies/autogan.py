@@ -48,74 +48,21 @@ proposal order, so the saved controller never depends on which trial finished fi
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
-import math
-import os
-import time
 from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
 import torch
 
-from raygan import nn, results, spaces, storage
+from raygan import spaces, storage
 from raygan.errors import UsageError
-from raygan.searchers.asktell import AskTell, Suggestion, objectives_of
+from raygan.searchers.asktell import Suggestion, objectives_of
 from raygan.searchers.controller import ControllerSearch
+from raygan.spec import Spec
 from raygan.strategies import common
-from raygan.train import scored_generator
+from raygan.strategies.common import Option
 
 HELP = "AutoGAN: RL controller over a shared GAN, grown cell by cell (8, 16, 32 px)"
-
-# Budgets are in generator steps. One CIFAR-10 epoch (50,000 images) is 50,000 / d_batch
-# discriminator minibatches, i.e. 50,000 / (d_batch * n_critic) = 156 G steps at 64 and 5.
-PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {
-        "gf": 16,
-        "df": 16,
-        "final_gf": 256,
-        "final_df": 128,
-        "iterations": 6,
-        "grow_at": "2,4",
-        "controller_steps": 2,
-        "controller_batch": 2,
-        "round_steps": 40,
-        "n_critic": 2,
-        "g_batch": 32,
-        "d_batch": 32,
-        "candidates": 4,
-        "keep": 2,
-        "reset_window": 30,
-        "reset_var": 1e-3,
-        "eval_samples": 200,
-        "max_images": 2000,
-        "workers": 1,
-        "dataset": "shapes",
-    },
-    "paper": {
-        "gf": 128,
-        "df": 64,
-        "final_gf": 256,
-        "final_df": 128,
-        "iterations": 65,
-        "grow_at": "15,35",
-        "controller_steps": 30,
-        "controller_batch": 1,
-        "round_steps": 15 * 156,
-        "n_critic": 5,
-        "g_batch": 128,
-        "d_batch": 64,
-        "candidates": 10,
-        "keep": 5,
-        "reset_window": 500,
-        "reset_var": 1e-3,
-        "eval_samples": 5000,
-        "max_images": 50_000,
-        "workers": 1,
-        "dataset": "cifar10",
-    },
-}
 
 D = "autogan_d:"
 """AutoGAN-D, the fixed discriminator of the search and of the written genotype files."""
@@ -123,54 +70,34 @@ D = "autogan_d:"
 LAST_STAGE = len(spaces.get("autogan").cells) - 1
 """MLAS searches one cell per stage: stages 0, 1, 2."""
 
-SETTINGS = (
-    "gf",
-    "df",
-    "iterations",
-    "grow_at",
-    "controller_steps",
-    "controller_batch",
-    "round_steps",
-    "n_critic",
-    "g_batch",
-    "d_batch",
-    "candidates",
-    "keep",
-    "reset_window",
-    "reset_var",
-    "eval_samples",
-    "max_images",
-    "dataset",
-    "data_root",
-    "seed",
-)
-"""Options that shape the search: a resumed search must be given the ones it started with."""
+
+OPTIONS: dict[str, Option] = {
+    "gf": Option(int, "generator width during search", minimum=1),
+    "df": Option(int, "discriminator width during search", minimum=1),
+    "iterations": Option(int, "search iterations over all stages", minimum=3),  # one per stage
+    "grow_at": Option(
+        str, "iterations where MLAS grows to the next cell, e.g. 15,35 (two numbers)"
+    ),
+    "controller_steps": Option(int, "controller updates per iteration", minimum=1),
+    "controller_batch": Option(
+        int, "architectures per controller update, scored in parallel (paper: 1)", minimum=1
+    ),
+    "round_steps": Option(int, "shared-GAN generator steps per iteration", minimum=1),
+    "n_critic": Option(int, "D steps per G step in shared training", minimum=1),
+    "g_batch": Option(int, "generator batch in shared training", minimum=1),
+    "d_batch": Option(int, "discriminator batch in shared training", minimum=1),
+    "candidates": Option(int, "architectures scored at a stage's end", minimum=1),
+    "keep": Option(int, "prefixes kept per stage, and top-k at the end", minimum=1),
+    "reset_window": Option(int, "losses watched for dynamic reset (0: no reset)", minimum=0),
+    "reset_var": Option(float, "loss variance under which G and D reset", above_zero=True),
+    "workers": Option(int, "Ray Train workers for the shared-GAN rounds", minimum=1),
+    "final_gf": Option(int, "G width written to the genotype files", minimum=1),
+    "final_df": Option(int, "AutoGAN-D width written to the genotype files", minimum=1),
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gf", type=int, help="generator width during search")
-    p.add_argument("--df", type=int, help="discriminator width during search")
-    p.add_argument("--iterations", type=int, help="search iterations over all stages")
-    p.add_argument(
-        "--grow-at", help="iterations where MLAS grows to the next cell, e.g. 15,35 (two numbers)"
-    )
-    p.add_argument("--controller-steps", type=int, help="controller updates per iteration")
-    p.add_argument(
-        "--controller-batch",
-        type=int,
-        help="architectures per controller update, scored in parallel (paper: 1)",
-    )
-    p.add_argument("--round-steps", type=int, help="shared-GAN generator steps per iteration")
-    p.add_argument("--n-critic", type=int, help="D steps per G step in shared training")
-    p.add_argument("--g-batch", type=int, help="generator batch in shared training")
-    p.add_argument("--d-batch", type=int, help="discriminator batch in shared training")
-    p.add_argument("--candidates", type=int, help="architectures scored at a stage's end")
-    p.add_argument("--keep", type=int, help="prefixes kept per stage, and top-k at the end")
-    p.add_argument(
-        "--reset-window", type=int, help="losses watched for dynamic reset (0: no reset)"
-    )
-    p.add_argument("--reset-var", type=float, help="loss variance under which G and D reset")
-    p.add_argument("--workers", type=int, help="Ray Train workers for the shared-GAN rounds")
+    common.add_options(p, OPTIONS)
 
 
 def grow_points(args: argparse.Namespace) -> tuple[int, int]:
@@ -192,41 +119,12 @@ def stage_iterations(args: argparse.Namespace) -> tuple[int, int, int]:
     return first, second - first, args.iterations - second
 
 
-def validate(args: argparse.Namespace) -> None:
+def validate(args: Spec) -> None:
     """Every problem in the spec, before Ray starts."""
-    common.require_positive(
-        args,
-        [
-            "gf",
-            "df",
-            "final_gf",
-            "final_df",
-            "iterations",
-            "controller_steps",
-            "controller_batch",
-            "round_steps",
-            "n_critic",
-            "g_batch",
-            "d_batch",
-            "candidates",
-            "keep",
-            "workers",
-            "eval_samples",
-            "max_images",
-        ],
-    )
-    if args.iterations < 3:
-        raise UsageError(f"--iterations must be at least 3 (one per stage), got {args.iterations}")
+    common.validate(args, OPTIONS)
     grow_points(args)
     if args.keep > args.candidates:
         raise UsageError(f"--keep ({args.keep}) cannot exceed --candidates ({args.candidates})")
-    if args.eval_samples < 10:
-        raise UsageError(f"--eval-samples must be at least 10 (IS splits), got {args.eval_samples}")
-    if not isinstance(args.reset_window, int) or args.reset_window < 0:
-        raise UsageError(f"--reset-window must be a whole number >= 0, got {args.reset_window}")
-    if not (math.isfinite(args.reset_var) and args.reset_var > 0):
-        raise UsageError(f"--reset-var must be a number above 0, got {args.reset_var}")
-    common.check_resources(args)
 
 
 def new_controller(args: argparse.Namespace) -> ControllerSearch:
@@ -266,9 +164,10 @@ def sample_paths(search: ControllerSearch, n: int, seed: int) -> list[str]:
     return out
 
 
-# ----- one iteration's controller steps as a Tune search --------------------------------------
-def iteration_over(search: ControllerSearch, stage: int, until_step: int) -> bool:
-    """Whether an iteration that began in ``stage`` and updates until ``until_step`` is over.
+# ----- the driver -------------------------------------------------------------------------------
+def iteration_over(search: ControllerSearch, *, stage: int, until_step: int) -> bool:
+    """Whether an iteration that began in ``stage`` and updates until ``until_step`` is over
+    (module level: Tune pickles it).
 
     The stage's last iteration runs on into the end-of-stage selection and ends when the
     controller has grown into the next stage (or finished).
@@ -278,117 +177,37 @@ def iteration_over(search: ControllerSearch, stage: int, until_step: int) -> boo
     return search.phase == "search" and search.step >= until_step
 
 
-class IterationView:
-    """A copy of the controller search that hands Tune exactly one iteration's proposals.
-
-    The driver keeps the authoritative search and replays the iteration's results into it in
-    proposal order. This view lives inside Tune's searcher (checkpointed with it), so
-    ``Tuner.restore`` resumes the iteration; each config carries its proposal's key.
-    """
-
-    def __init__(
-        self,
-        search: ControllerSearch,
-        until_step: int,
-        to_trial: Callable[[dict[str, Any]], dict[str, Any]],
-    ):
-        self.search = copy.deepcopy(search)
-        self.stage = search.stage
-        self.until_step = until_step
-        self.to_trial = to_trial
-        self.metrics = search.metrics
-        self.modes = search.modes
-
-    @property
-    def finished(self) -> bool:
-        return iteration_over(self.search, self.stage, self.until_step)
-
-    def ask(self) -> Suggestion | None:
-        if self.finished:
-            return None
-        s = self.search.ask()
-        if s is None:
-            return None
-        return Suggestion(s.key, {**self.to_trial(s.config), "proposal": s.key})
-
-    def tell(self, key: str, result: dict | None) -> None:
-        self.search.tell(key, result)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"search": self.search.state_dict(), "stage": self.stage, "until": self.until_step}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.search.load_state_dict(state["search"])
-        self.stage, self.until_step = state["stage"], state["until"]
-
-
-_: type[AskTell] = IterationView  # IterationView satisfies the searcher's protocol
-
-
 def iteration_name(iteration: int) -> str:
     """The Tune experiment of an iteration's controller steps (under ``<out>/tune``)."""
     return f"iteration{iteration:03d}"
 
 
 def trial_config(proposal: dict[str, Any], *, base: dict[str, Any], init_g: str) -> dict[str, Any]:
-    """The Tune trial config for one proposal (module level: Tune pickles it)."""
-    return {**base, **proposal, "g": proposal["genotype"], "init_g": init_g}
+    """The reward trial of one proposal (module level: Tune pickles it): zero steps, so the
+    proposal's active cells are scored with the round's shared weights as they are, at the
+    stage's resolution (their BatchNorm statistics recomputed first)."""
+    return {
+        **base,
+        **proposal,
+        "g": proposal["genotype"],
+        "n_cells": proposal["active_cells"],
+        "steps": 0,
+        "init_g": init_g,
+    }
 
 
-def score_candidate(config: dict[str, Any]) -> None:
-    """The reward trial: the proposal's active cells with the round's shared weights, scored
-    at the stage's resolution without any training (AutoGAN's reward needs no training, so
-    this skips the discriminator, data and checkpoints a training trial would build). Its
-    BatchNorm statistics are recomputed first: the shared ones are whatever architectures
-    trained last left behind."""
-    from ray import tune
-
-    from raygan import metrics
-    from raygan.trainable import device_for_trial, full_config, reference_for
-
-    config = full_config(config)
-    start = time.perf_counter()
-    device = device_for_trial()
-    generator = nn.build_generator(
-        spaces.Genotype.parse(config["g"]),
-        width=config["gf"],
-        bottom_width=config["bottom_width"],
-        n_cells=config["active_cells"],
-    )
-    shared = storage.load_torch(config["init_g"], map_location="cpu")
-    nn.inherit(generator, scored_generator(shared)).to(device)
-    nn.recalibrate_batch_norm(generator, seed=config["seed"])
-    scores = metrics.evaluate(
-        generator,
-        reference=reference_for(config, generator.resolution),
-        num_samples=config["eval_samples"],
-        extractor=config["extractor"],
-        device=device,
-        inception_weights=config["inception_weights"],
-        seed=config["seed"],
-    )
-    ok = all(math.isfinite(scores[k]) for k in ("is", "fid"))
-    tune.report(
-        {
-            **scores,
-            "eval_samples": scores["num_samples"],
-            "g_params": nn.count_params(generator),
-            "resolution": generator.resolution,
-            "budget_steps": 0,
-            "inherited_from": config["init_g"],
-            "seed": config["seed"],
-            "status": "ok" if ok else "failed",
-            "wall_s": time.perf_counter() - start,
-        }
-    )
-
-
-# ----- the driver -------------------------------------------------------------------------------
 class AutoganSearch(common.Driver):
-    """Iteration by iteration over the three MLAS stages, state saved at every boundary."""
+    """Iteration by iteration over the three MLAS stages: an iteration is a boundary."""
 
-    def settings(self) -> dict[str, Any]:
-        return {name: getattr(self.args, name) for name in SETTINGS}
+    rerun_errored = False  # later proposals depend on what an errored trial was told
+
+    def fresh_state(self) -> dict[str, Any]:
+        return {
+            "controller": new_controller(self.args).state_dict(),
+            "iteration": 0,
+            "supernet": None,  # shared weights the next round continues from (None: fresh)
+            "resets": [],
+        }
 
     @property
     def bottom_width(self) -> int:
@@ -397,6 +216,34 @@ class AutoganSearch(common.Driver):
     def resolution(self, stage: int) -> int:
         """Stage ``s`` generates from its first ``s + 1`` cells: 8, 16, 32 px on CIFAR-10."""
         return self.bottom_width * 2 ** (stage + 1)
+
+    def references(self) -> list[Any]:
+        from raygan.trainable import reference_for
+
+        return [reference_for(self.base_config(), self.resolution(s)) for s in range(3)]
+
+    def search(self) -> ControllerSearch:
+        search = new_controller(self.args)
+        search.load_state_dict(self.state["controller"])
+        return search
+
+    @property
+    def finished(self) -> bool:
+        return self.search().finished
+
+    def boundary(self) -> str:
+        i, stage = self.state["iteration"], self.search().stage
+        print(
+            f"[autogan] iteration {i + 1}/{self.args.iterations}: stage {stage} "
+            f"({self.resolution(stage)} px, cell {stage + 1})",
+            flush=True,
+        )
+        return iteration_name(i)
+
+    def over(self) -> Callable[[ControllerSearch], bool]:
+        search = self.search()
+        until = search.step + self.args.controller_steps
+        return functools.partial(iteration_over, stage=search.stage, until_step=until)
 
     def base_config(self) -> dict[str, Any]:
         a = self.args
@@ -413,92 +260,14 @@ class AutoganSearch(common.Driver):
             "inception_weights": a.inception_weights,
         }
 
-    def begin(self) -> None:
-        """Load or set up the state; everything here runs before Ray starts."""
-        if self.resume_or_start():
-            saved = self.state["settings"]
-            changed = [k for k, v in self.settings().items() if saved.get(k) != v]
-            if changed:
-                k = changed[0]
-                raise UsageError(
-                    f"--resume needs the options the search started with: "
-                    f"--{k.replace('_', '-')} was {saved.get(k)!r}, now {getattr(self.args, k)!r}"
-                )
-            return
-        self.state = {
-            "settings": self.settings(),
-            "controller": new_controller(self.args).state_dict(),
-            "iteration": 0,
-            "supernet": None,  # shared weights the next round continues from (None: fresh)
-            "round": None,  # the current iteration's round, once trained
-            "resets": [],
-        }
-        self.save()
+    def trial_config(self, shared: dict[str, Any]) -> Callable[[dict[str, Any]], dict]:
+        return functools.partial(trial_config, base=self.base_config(), init_g=shared["state"])
 
-    def run(self) -> None:
-        from raygan import cluster
-
-        self.begin()
-        cluster.connect(self.args.address)
-        self.prepare_metrics(self.base_config(), [self.resolution(s) for s in range(3)])
-        search = new_controller(self.args)
-        search.load_state_dict(self.state["controller"])
-        while not search.finished:
-            self.iterate(search)
-        self.write_top(search)
-
-    def iterate(self, search: ControllerSearch) -> None:
-        """One search iteration: the shared round, then its controller steps as trials."""
-        i, stage = self.state["iteration"], search.stage
-        print(
-            f"[autogan] iteration {i + 1}/{self.args.iterations}: stage {stage} "
-            f"({self.resolution(stage)} px, cell {stage + 1})",
-            flush=True,
-        )
-        shared = self.shared_round(search, i)
-        rows = self.controller_steps(search, i, shared)
-        if not any(r["status"] == "ok" for r in rows):
-            # Something systemic (data, metrics, weights), not a bad architecture: stop before
-            # anything is recorded, and drop the experiment so --resume scores it afresh.
-            fs, path = storage.filesystem(storage.join(self.out, "tune", iteration_name(i)))
-            fs.delete_dir(path)
-            raise RuntimeError(
-                f"no architecture of iteration {i + 1} could be scored ({rows[0]['error']}); "
-                f"fix the cause and rerun with --resume"
-            )
-        common.append_once(self.out, rows)
-        if shared["metrics"].get("collapsed"):
-            self.state["resets"].append(i)
-            self.state["supernet"] = None
-            print(
-                f"[autogan] dynamic reset after iteration {i + 1}: shared losses stalled "
-                f"(variance G {shared['metrics']['g_loss_var']:.2e}, "
-                f"D {shared['metrics']['d_loss_var']:.2e}); the next round starts a fresh G and D",
-                flush=True,
-            )
-        else:
-            self.state["supernet"] = shared["state"]
-        self.state.update(iteration=i + 1, controller=search.state_dict(), round=None)
-        self.save()
-        rewards = [r["reward"] for r in rows if r["phase"] == "search"]
-        if rewards:
-            print(
-                f"[autogan]   {len(rows)} architectures scored, mean search reward "
-                f"{sum(rewards) / len(rewards):.3f}, best {max(rewards):.3f}",
-                flush=True,
-            )
-        if search.stage != stage or search.finished:
-            for rank, p in enumerate(search.kept, 1):
-                print(f"[autogan]   stage {stage} kept #{rank}: {p.cells} reward {p.reward:.3f}")
-
-    def shared_round(self, search: ControllerSearch, iteration: int) -> dict[str, Any]:
-        """Train the shared GAN on architectures from the current policy (once per iteration)."""
+    def shared_round(self) -> dict[str, Any]:
+        """Train the shared GAN on architectures from the current policy."""
         from raygan import cluster, supernet
 
-        if self.state["round"] is not None:  # trained before an interruption
-            return self.state["round"]
-        a = self.args
-        stage = search.stage
+        a, search, iteration = self.args, self.search(), self.state["iteration"]
         seed = a.seed * 1000 + iteration
         spec = supernet.RoundSpec(
             g_space="autogan",
@@ -515,8 +284,8 @@ class AutoganSearch(common.Driver):
             dataset=a.dataset,
             data_root=a.data_root,
             max_images=a.max_images,
-            resolution=self.resolution(stage),
-            n_cells=stage + 1,
+            resolution=self.resolution(search.stage),
+            n_cells=search.stage + 1,
             seed=seed,
             init=self.state["supernet"],
             checkpoint_every=max(1, a.round_steps // 4),
@@ -529,103 +298,51 @@ class AutoganSearch(common.Driver):
             storage_path=cluster.storage_uri(storage.join(self.out, "supernet")),
             workers=a.workers,
             use_gpu=a.gpus > 0,
-            cpus_per_worker=a.cpus,
+            resources_per_worker={"CPU": a.cpus},
         )
-        self.state["round"] = {"state": done.state, "metrics": done.metrics}
-        self.save()
-        return self.state["round"]
+        return {"state": done.state, "metrics": done.metrics}
 
-    def controller_steps(
-        self, search: ControllerSearch, iteration: int, shared: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """Score the iteration's proposals as Tune trials; replay them into ``search`` in
-        proposal order; return one row per scored architecture."""
-        from raygan.searchers.base import AskTellSearcher
-
-        stage, until = search.stage, search.step + self.args.controller_steps
-        to_trial = functools.partial(trial_config, base=self.base_config(), init_g=shared["state"])
-        trials = common.fit_trials(
-            score_candidate,
-            lambda: AskTellSearcher(IterationView(search, until, to_trial)),
-            out=self.out,
-            name=iteration_name(iteration),
-            args=self.args,
-            reuse_actors=True,  # a reward trial takes about a second: less than a process start
-            resume_errored=False,  # later proposals depend on what an errored trial was told
-        )
-        by_key = {t.config["proposal"]: t for t in trials}
-        rows = []
-        while not iteration_over(search, stage, until):
-            batch = []
-            while (proposal := search.ask()) is not None:
-                batch.append(proposal)
-            for proposal in batch:
-                rows.append(self.tell(search, proposal, by_key.get(proposal.key), iteration))
-            if batch[0].config["phase"] == "search":
-                for row in rows[-len(batch) :]:
-                    row["baseline"] = search.baseline
-        self.mark_kept(search, stage, rows)
-        metrics = shared["metrics"]
-        for row in rows:
-            row.update(
-                reset=bool(metrics.get("collapsed")),
-                round_g_loss=metrics.get("g_loss"),
-                round_d_loss=metrics.get("d_loss"),
-                round_g_loss_var=metrics.get("g_loss_var"),
-                round_d_loss_var=metrics.get("d_loss_var"),
-            )
-        return rows
-
-    def tell(
-        self, search: ControllerSearch, proposal: Suggestion, trial: Any, iteration: int
-    ) -> dict[str, Any]:
-        """Tell ``search`` the trial's result; the trial's table row."""
-        from raygan.trainable import row_from_trial
-
-        if trial is None:  # Tune was stopped before it asked for this proposal
-            raise KeyboardInterrupt
-        if trial.config["g"] != proposal.config["genotype"]:
-            raise RuntimeError(
-                f"iteration {iteration}: the trial of proposal {proposal.key} scored "
-                f"{trial.config['g']}, not {proposal.config['genotype']}: the Tune experiment "
-                f"and the saved search differ"
-            )
-        ok = trial.status == "TERMINATED" and trial.last_result
-        result = trial.last_result if ok else None
-        search.tell(proposal.key, result)
-        values = objectives_of(result, search.metrics)
+    def columns(self, proposal: Suggestion, trial: Any, search: ControllerSearch) -> dict:
+        """The controller's view of the proposal: its reward (the penalty for a failed
+        trial), entropy, phase, and the baseline after its batch's update."""
         c = proposal.config
+        values = objectives_of(trial.metrics if trial.error is None else None, search.metrics)
         return {
-            **row_from_trial(trial, self.experiment, "autogan"),
             "stage": c["mlas_stage"],
-            "generation": iteration,
+            "generation": self.state["iteration"],
             "step": c["controller_step"],
             "reward": values["is"] if values else search.penalty,
             "entropy": c["entropy"],
+            "baseline": search.baseline if c["phase"] == "search" else None,
             "phase": c["phase"],
             "active_cells": c["active_cells"],
             "proposal": proposal.key,
         }
 
-    @staticmethod
-    def mark_kept(search: ControllerSearch, stage: int, rows: list[dict[str, Any]]) -> None:
-        """Rank the selection rows whose prefixes the controller kept at the stage's end."""
-        if search.stage == stage and not search.finished:
-            return
-        n = stage + 1
-        for rank, prefix in enumerate(search.kept, 1):
-            for row in rows:  # the first row with the prefix's best reward is the one kept
-                cells = spaces.Genotype.parse(row["g_genotype"]).cells[:n]
-                if row["phase"] == "select" and (cells, row["reward"]) == (
-                    prefix.cells,
-                    prefix.reward,
-                ):
-                    row["kept"] = rank
-                    break
+    def observe(self, rows: list[dict], shared: dict[str, Any], search: ControllerSearch) -> None:
+        """The round's losses on every row; the kept prefixes marked; dynamic reset."""
+        stage, metrics, i = rows[0]["stage"], shared["metrics"], self.state["iteration"]
+        mark_kept(search, stage, rows)
+        for row in rows:
+            row.update(
+                reset=bool(metrics.get("collapsed")),
+                **{f"round_{k}": metrics.get(k) for k in ROUND_METRICS},
+            )
+        self.state.update(iteration=i + 1, controller=search.state_dict())
+        self.state["supernet"] = None if metrics.get("collapsed") else shared["state"]
+        if metrics.get("collapsed"):
+            self.state["resets"].append(i)
+            print(
+                f"[autogan] dynamic reset after iteration {i + 1}: shared losses stalled "
+                f"(variance G {metrics['g_loss_var']:.2e}, D {metrics['d_loss_var']:.2e}); "
+                f"the next round starts a fresh G and D",
+                flush=True,
+            )
+        report_iteration(rows, search, stage)
 
-    def write_top(self, search: ControllerSearch) -> None:
+    def finish(self) -> None:
         """The final top-k as genotype files at the published widths (``best.yaml`` = top 1)."""
-        a = self.args
+        a, search = self.args, self.search()
         d = spaces.Genotype.parse(D)
         written = []
         for rank, prefix in enumerate(search.kept, 1):
@@ -643,49 +360,38 @@ class AutoganSearch(common.Driver):
         print("[autogan] final architectures:\n  " + "\n  ".join(written))
 
 
-def run(args: argparse.Namespace) -> int:
-    validate(args)
-    common.check_dataset(args)
-    return common.run_driver("autogan", AutoganSearch(args))
+ROUND_METRICS = ("g_loss", "d_loss", "g_loss_var", "d_loss_var")
+"""What every row of an iteration keeps of its shared round (``extra``: ``round_<name>``)."""
 
 
-# ----- analysis ---------------------------------------------------------------------------------
-def analyze(df: pd.DataFrame, out_dir: str) -> str:
-    from raygan import plots
+def mark_kept(search: ControllerSearch, stage: int, rows: list[dict[str, Any]]) -> None:
+    """Rank the selection rows whose prefixes the controller kept at the stage's end."""
+    if search.stage == stage and not search.finished:
+        return
+    n = stage + 1
+    for rank, prefix in enumerate(search.kept, 1):
+        for row in rows:  # the first row with the prefix's best reward is the one kept
+            cells = spaces.Genotype.parse(row["g_genotype"]).cells[:n]
+            if row["phase"] == "select" and (cells, row["reward"]) == (prefix.cells, prefix.reward):
+                row["kept"] = rank
+                break
 
-    df = df.join(results.extra(df).reindex(columns=["phase", "kept", "reset"]))
-    df["reset"] = df["reset"].fillna(False).astype(bool)
-    lines = []
-    searched = df[df["phase"] == "search"]
-    for stage, rows in df.groupby("stage"):
-        s = rows[rows["phase"] == "search"]
-        per_iteration = s.groupby("generation")["reward"].mean()
-        resets = sorted(int(g) + 1 for g in rows.loc[rows["reset"], "generation"].unique())
-        n = rows["generation"].nunique()
-        lines.append(
-            f"AutoGAN stage {int(stage)}: {len(rows)} architectures scored over {n} "
-            f"iteration{'s' * (n != 1)}, {(rows['status'] != 'ok').sum()} failed"
-            + (f", dynamic reset after iteration(s) {resets}" if resets else "")
+
+def report_iteration(rows: list[dict[str, Any]], search: ControllerSearch, stage: int) -> None:
+    """The iteration's rewards, and at a stage's end the prefixes kept."""
+    rewards = [r["reward"] for r in rows if r["phase"] == "search"]
+    if rewards:
+        print(
+            f"[autogan]   {len(rows)} architectures scored, mean search reward "
+            f"{sum(rewards) / len(rewards):.3f}, best {max(rewards):.3f}",
+            flush=True,
         )
-        if not per_iteration.empty:
-            lines.append(
-                "  mean search reward per iteration: "
-                + ", ".join(f"{int(g) + 1}: {r:.3f}" for g, r in per_iteration.items())
-            )
-        kept = rows[rows["kept"].notna()].sort_values("kept")
-        if not kept.empty:
-            label = "final top-k" if int(stage) == LAST_STAGE else "kept prefixes"
-            lines.append(f"  {label} (best first):")
-            show = kept[["kept", "g_genotype", "reward", "is", "fid"]].astype({"kept": int})
-            lines.append(show.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    curve = searched.groupby(["stage", "step"], as_index=False)["reward"].mean()
-    written = plots.line(
-        curve,
-        "step",
-        "reward",
-        os.path.join(out_dir, "reward_per_stage.png"),
-        group="stage",
-        title="AutoGAN: mean reward per controller step, by MLAS stage",
-    )
-    lines += [f"plot: {p}" for p in written]
-    return "\n".join(lines)
+    if search.stage != stage or search.finished:
+        for rank, p in enumerate(search.kept, 1):
+            print(f"[autogan]   stage {stage} kept #{rank}: {p.cells} reward {p.reward:.3f}")
+
+
+def run(args: Spec) -> int:
+    """Search with ``args``, a spec that :func:`validate` passed."""
+    common.check_dataset(args)
+    return common.run_driver("autogan", AutoganSearch(args, "autogan"))

@@ -1,22 +1,24 @@
-"""What every search driver shares, so that each strategy module holds only its method.
+"""What every search shares, so that each method module holds only its method: the driver
+loop (:class:`Driver`) and the checks every spec gets before Ray starts.
 
-A driver (:class:`Driver`) runs from boundary to boundary (a generation, an iteration), saving
-its whole state, a plain dict, at each one, so a killed search continues with ``--resume``. The
-work between two boundaries is one shared-weights round (a Ray Train job) and one Tune
-experiment of candidate trials (:func:`fit_trials`); a Tune experiment interrupted half-way is
-restored with ``Tuner.restore``, which keeps its finished trials and re-runs only the others.
+The work between two boundaries is at most one shared-weights round (a Ray Train job, once
+per boundary) and one Tune experiment of candidate trials; a Tune experiment interrupted
+half-way is restored with ``Tuner.restore``, which keeps its finished trials and re-runs only
+the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import pickle
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
-from raygan import results, storage
+from raygan import results, state, storage
 from raygan.errors import UsageError
+from raygan.searchers.asktell import AskTell, Suggestion
+from raygan.spec import Spec
 
 
 def bottom_width(dataset: str) -> int:
@@ -24,12 +26,57 @@ def bottom_width(dataset: str) -> int:
     return 6 if dataset == "stl10" else 4
 
 
-def require_positive(args: argparse.Namespace, names: Iterable[str]) -> None:
-    """Each named option must be a whole number >= 1 (presets fill what the user left out)."""
-    for name in names:
-        value = getattr(args, name)
-        if not isinstance(value, int) or value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value}")
+class Option(NamedTuple):
+    """One setting of a method: its type, help line and the values allowed. Checked on the
+    spec (:func:`check_options`), since preset values never pass through argparse."""
+
+    type: type
+    help: str
+    minimum: float | None = None  # smallest value allowed
+    above_zero: bool = False  # a number that must be more than 0 (rates, thresholds)
+    choices: tuple[str, ...] | None = None
+
+
+SEARCH_OPTIONS: dict[str, Option] = {
+    "eval_samples": Option(int, "", minimum=10),  # IS has 10 splits
+    "max_images": Option(int, "", minimum=1),
+    "workers": Option(int, "Ray Train workers for the shared rounds", minimum=1),
+}
+"""What every search's spec holds and checks alike (``workers`` is each method's option)."""
+
+
+def add_options(parser: argparse.ArgumentParser, options: Mapping[str, Option]) -> None:
+    """``--name`` for every option with a help line (defaults come from the preset)."""
+    for name, o in options.items():
+        if not o.help:
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        if o.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=o.help)
+        else:
+            parser.add_argument(flag, type=o.type, choices=o.choices, help=o.help)
+
+
+def check_options(spec: Spec, options: Mapping[str, Option]) -> None:
+    """Each option's value has its type and lies in its range (one line naming the option,
+    the value and what is allowed)."""
+    for name, o in {**SEARCH_OPTIONS, **options}.items():
+        value, flag = getattr(spec, name), f"--{name.replace('_', '-')}"
+        if o.type is int and (not isinstance(value, int) or isinstance(value, bool)):
+            raise UsageError(f"{flag} must be a whole number, got {value!r}")
+        if o.type is float and not (isinstance(value, int | float) and math.isfinite(value)):
+            raise UsageError(f"{flag} must be a finite number, got {value!r}")
+        if o.minimum is not None and value < o.minimum:
+            kind = "a whole number" if o.type is int else "a number"
+            raise UsageError(f"{flag} must be {kind} >= {o.minimum:g}, got {value}")
+        if o.above_zero and not value > 0:
+            raise UsageError(f"{flag} must be a number above 0, got {value}")
+
+
+def validate(spec: Spec, options: Mapping[str, Option]) -> None:
+    """What every search checks before Ray starts: its options, then its resources."""
+    check_options(spec, options)
+    check_resources(spec)
 
 
 def check_resources(args: argparse.Namespace) -> None:
@@ -70,114 +117,230 @@ def check_dataset(args: argparse.Namespace) -> None:
         raise UsageError(str(err)) from None
 
 
-class Driver:
-    """A search's driver: the experiment folder, and its state saved at every boundary.
+class SearchFailed(RuntimeError):
+    """Every trial of a boundary failed: something systemic (data, metrics, weights), not a
+    bad architecture. The boundary is not recorded; ``--resume`` repeats it."""
 
-    The state is pickled to ``<out>/search_state.pkl`` with an atomic write (local rename, or
-    one object-store PUT), so a kill at any moment leaves the previous boundary's state intact.
+
+class Driver:
+    """THE driver loop: ``propose -> (shared round) -> evaluate -> observe -> save``, from
+    boundary to boundary (an EAGAN generation, an AutoGAN iteration, an AdversarialNAS epoch).
+
+    A method is a subclass that fills the hooks: :meth:`fresh_state`, :meth:`references`,
+    :attr:`finished`, :meth:`boundary`, :meth:`shared_round`, :meth:`search` with
+    :meth:`over`, :meth:`trial_config` and :meth:`columns` (what :meth:`evaluate` runs), or
+    :meth:`evaluate` itself, then :meth:`observe` and :meth:`finish`.
+
+    The state is plain data in ``<out>/search_state.json`` (its tensors and arrays, if any, in
+    a weights-only torch file beside it; :mod:`raygan.state`), written atomically (local
+    rename, or one object-store PUT) at every boundary and after every shared round, with the
+    settings the search started with; so a kill at any moment leaves the last boundary intact,
+    ``--resume`` continues from it, and nothing under ``--out`` is unpickled by raygan.
     ``--out`` may be a local folder or a storage URI (``s3://...``).
     """
 
-    STATE = "search_state.pkl"
+    STATE = "search_state.json"
+    RUN_ONLY = frozenset(
+        {"address", "concurrency", "cpus", "gpus", "resume", "out", "max_failures", "download"}
+        | {"inception_weights", "data_root"}
+    )
+    """Settings that change where or how fast a search runs, not its results: ``--resume``
+    may change them; every other setting must be the one the search started with."""
+    rerun_errored = True
+    """Whether a restored Tune experiment re-runs its errored trials (not where later
+    proposals depend on what an errored trial was told)."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: Spec, strategy: str):
         self.args = args
+        self.strategy = strategy
         self.out = args.out
         self.experiment = os.path.basename(self.out.rstrip("/"))
         self.state: dict[str, Any] = {}
+        self.started_with = self.settings()
 
+    # -- the hooks a method fills
+    def fresh_state(self) -> dict[str, Any]:
+        """The state of a search that has not started (plain data)."""
+        raise NotImplementedError
+
+    def references(self) -> list[Any]:
+        """The real data every score of this search compares with (``metrics.Reference``)."""
+        raise NotImplementedError
+
+    @property
+    def finished(self) -> bool:
+        raise NotImplementedError
+
+    def boundary(self) -> str:
+        """The next boundary's name (its Tune experiment); prints what it is about to do."""
+        raise NotImplementedError
+
+    def shared_round(self) -> dict[str, Any] | None:
+        """Train the shared weights of this boundary (a :func:`raygan.supernet.train_round`):
+        ``{"state": state.pt, "metrics": {...}}``; None where the method has none."""
+        return None
+
+    def search(self) -> AskTell:
+        """The authoritative search, loaded from the state."""
+        raise NotImplementedError
+
+    def over(self) -> Callable[[AskTell], bool]:
+        """Whether a search has reached this boundary (module-level: Tune pickles it)."""
+        raise NotImplementedError
+
+    def trial_config(self, shared: dict[str, Any]) -> Callable[[dict[str, Any]], dict]:
+        """A proposal's trial config (module-level: Tune pickles it)."""
+        raise NotImplementedError
+
+    def columns(self, proposal: Suggestion, trial: Any, search: AskTell) -> dict[str, Any]:
+        """The method's own columns of a proposal's row (``trial``: its ``ray.tune.Result``),
+        once the search was told the results of the proposal's batch."""
+        return {}
+
+    def observe(self, rows: list[dict], shared: dict[str, Any], search: AskTell | None) -> None:
+        """Take the boundary's results into the state (saved after the rows land); may add
+        columns to the rows."""
+
+    def saved(self) -> None:
+        """After a boundary's state was saved (what nothing reads any more may go)."""
+
+    def finish(self) -> None:
+        """What the search leaves at its end (genotype files)."""
+
+    # -- the loop
+    def run(self) -> None:
+        from raygan import cluster
+
+        if not self.resume_or_start():
+            self.state = {**self.fresh_state(), "round": None}
+            self.save()
+        cluster.connect(self.args.address)
+        self.prepare_metrics()
+        while not self.finished:
+            name = self.boundary()
+            if self.state["round"] is None:  # trained once, even across an interruption
+                self.state["round"] = self.shared_round() or {}
+                self.save()
+            rows, search = self.evaluate(name, self.state["round"])
+            if not any(r["status"] == "ok" for r in rows):
+                self.fail(name, rows)
+            self.observe(rows, self.state["round"], search)
+            append_once(self.out, rows)
+            self.state["round"] = None
+            self.save()
+            self.saved()
+        self.finish()
+
+    def evaluate(
+        self, name: str, shared: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], AskTell | None]:
+        """Score the boundary's proposals as one Tune experiment, then tell the search their
+        results in proposal order, a batch at a time; the rows (one per proposal) and the
+        search told."""
+        from raygan.searchers.base import KEY, AskTellSearcher, BoundaryView
+        from raygan.trainable import row_fields
+
+        search, over = self.search(), self.over()
+        view = BoundaryView(search, over, self.trial_config(shared))
+        trials = {t.config[KEY]: t for t in self.fit_trials(name, lambda: AskTellSearcher(view))}
+        rows = []
+        while not over(search):
+            batch = []
+            while (proposal := search.ask()) is not None:
+                batch.append(proposal)
+            if any(p.key not in trials for p in batch):  # Tune was stopped before asking
+                raise KeyboardInterrupt
+            for p in batch:
+                trial = trials[p.key]
+                search.tell(p.key, (trial.metrics or None) if trial.error is None else None)
+            rows += [
+                self.row({**row_fields(trials[p.key]), **self.columns(p, trials[p.key], search)})
+                for p in batch
+            ]
+        return rows, search
+
+    def fail(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Stop before anything of the boundary is recorded, and drop its Tune experiment so
+        that ``--resume`` scores it afresh."""
+        storage.delete(storage.join(self.out, "tune", name))
+        error = next((r["error"] for r in rows if r.get("error")), "no trial reported a score")
+        raise SearchFailed(
+            f"every trial of {name} failed ({error}); fix the cause and rerun with --resume"
+        )
+
+    # -- state, settings, rows, trials
     @property
     def state_path(self) -> str:
         return storage.join(self.out, self.STATE)
 
-    def run(self) -> None:
-        raise NotImplementedError
+    def settings(self) -> dict[str, Any]:
+        """The settings that shape results (saved with the state, checked on resume)."""
+        return {k: v for k, v in self.args.to_dict().items() if k not in self.RUN_ONLY}
 
     def save(self) -> None:
-        storage.write_bytes(self.state_path, pickle.dumps(self.state))
+        state.save(self.state_path, {**self.state, "settings": self.started_with})
 
     def load(self) -> bool:
         if not storage.exists(self.state_path):
             return False
-        self.state = pickle.loads(storage.read_bytes(self.state_path))
+        self.state = state.load(self.state_path)
+        self.started_with = self.state.pop("settings", {})
         return True
 
     def resume_or_start(self) -> bool:
         """Load the saved state under ``--resume`` (True), or check that ``--out`` holds no
-        earlier search (False: the caller sets up a fresh state)."""
+        earlier search (False: the loop sets up a fresh state); all before Ray starts."""
         storage.makedirs(self.out)
         resumed = self.args.resume and self.load()
         if self.args.resume and not resumed:
             raise UsageError(f"nothing to resume in {self.out} (no {self.STATE})")
         if not resumed and results.load(self.out).shape[0]:
             raise UsageError(f"{self.out} already holds a search; use --resume or a new --out")
+        now, then = self.settings(), self.started_with
+        changed = [k for k in sorted(then.keys() | now.keys()) if then.get(k) != now.get(k)]
+        if resumed and changed:
+            raise UsageError(
+                "--resume needs the settings the search started with: "
+                + "; ".join(
+                    f"--{k.replace('_', '-')} was {then.get(k)!r}, now {now.get(k)!r}"
+                    for k in changed
+                )
+            )
         return bool(resumed)
 
-    def prepare_metrics(self, config: dict[str, Any], resolutions: Iterable[int]) -> None:
+    def prepare_metrics(self) -> None:
         """Resolve the extractor once (every trial uses the same) and cache the reference
-        statistics at every resolution before any trial, so no trial makes a real-data pass."""
+        statistics before any trial, so no trial makes a real-data pass. The driver then
+        holds a new spec naming the resolved extractor (the spec it was given is never
+        changed), so every trial config and row records the one actually used."""
         from raygan import metrics
-        from raygan.trainable import reference_for
 
         a = self.args
         extractor = metrics.resolve_extractor(a.extractor, inception_weights=a.inception_weights)
-        a.extractor = extractor.name
-        for resolution in resolutions:
-            metrics.reference_statistics(reference_for(config, resolution), extractor)
+        self.args = a.replace(extractor=extractor.name)
+        for reference in self.references():
+            metrics.reference_statistics(reference, extractor)
 
+    def fit_trials(self, name: str, searcher: Callable[[], Any], **options: Any) -> list:
+        """Run Tune experiment ``name`` of this search (under ``<out>/tune``) to its end; its
+        trials' results (:func:`raygan.trainable.fit_trials`, ``options`` as there)."""
+        from raygan import cluster
+        from raygan.trainable import fit_trials
 
-def fit_trials(
-    trainable: Callable[[dict[str, Any]], None],
-    searcher: Callable[[], Any],
-    *,
-    out: str,
-    name: str,
-    args: argparse.Namespace,
-    reuse_actors: bool = False,
-    resume_errored: bool = True,
-) -> list:
-    """Run Tune experiment ``name`` (under ``<out>/tune``) to its end and return its trials.
-
-    ``searcher()`` makes the search algorithm of a new experiment; an experiment that exists
-    already (the driver was killed during it) is restored instead, searcher included.
-    ``reuse_actors`` runs trials one after another in the same worker processes: worth it when
-    a trial takes less time than starting a process that imports torch. ``resume_errored``
-    re-runs a restored experiment's errored trials; a search whose later proposals depend on
-    earlier results keeps them as they were told instead (a re-run could change the result).
-    """
-    from ray import tune
-
-    from raygan import cluster
-
-    root = cluster.storage_uri(storage.join(out, "tune"))
-    resourced = tune.with_resources(trainable, cluster.trial_resources(args.cpus, args.gpus))
-    path = storage.join(root, name)
-    if storage.exists(storage.join(path, "tuner.pkl")):
-        tuner = tune.Tuner.restore(path, resourced, resume_errored=resume_errored)
-    else:
-        tuner = tune.Tuner(
-            resourced,
-            tune_config=tune.TuneConfig(
-                search_alg=searcher(),
-                num_samples=-1,
-                max_concurrent_trials=args.concurrency,
-                reuse_actors=reuse_actors,
-                trial_dirname_creator=trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=root,
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=2),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            ),
+        return fit_trials(
+            cluster.storage_uri(storage.join(self.out, "tune")),
+            name,
+            resources=cluster.trial_resources(self.args.cpus, self.args.gpus),
+            searcher=searcher,
+            concurrency=self.args.concurrency,
+            reuse_actors=True,  # a trial often takes less time than a process importing torch
+            resume_errored=self.rerun_errored,
+            **options,
         )
-    trials = trials_of(tuner.fit())
-    if any(t.status not in ("TERMINATED", "ERROR") for t in trials):
-        # Tune stops gracefully on Ctrl-C and returns: nothing of this experiment may be used;
-        # the saved state stays at the boundary and --resume restores this Tune experiment.
-        raise KeyboardInterrupt
-    return trials
+
+    def row(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """A table row of this experiment from a trial's or an epoch's fields."""
+        return results.row(fields, experiment=self.experiment, strategy=self.strategy)
 
 
 def append_once(out: str, rows: list[dict[str, Any]]) -> None:
@@ -187,20 +350,14 @@ def append_once(out: str, rows: list[dict[str, Any]]) -> None:
     results.append(out, [r for r in rows if r["trial_id"] not in seen])
 
 
-def trial_dirname(trial: Any) -> str:
-    """Short trial folders (Tune's default spells out the whole config)."""
-    return f"trial-{trial.trial_id}"
-
-
-def trials_of(grid: Any) -> list:
-    """The Tune trials behind a ResultGrid (for their configs, checkpoints and last results)."""
-    return list(grid._experiment_analysis.trials)
-
-
 def run_driver(tag: str, driver: Driver) -> int:
-    """Run the search; Ctrl-C leaves the saved state and says how to resume (exit 130)."""
+    """Run the search; Ctrl-C leaves the saved state and says how to resume (exit 130); a
+    boundary whose every trial failed stops with its error (exit 1)."""
     try:
         driver.run()
+    except SearchFailed as err:
+        print(f"[{tag}] stopped: {err}")
+        return 1
     except KeyboardInterrupt:
         print(
             f"\n[{tag}] stopped. Resume with the same command plus --resume "
