@@ -1,7 +1,8 @@
 """Cluster scaling on one machine: one EAGAN-like generation on 3 nodes vs 1, and 500 trials.
 
 A generation is P trials through Tune exactly as raygan runs one (``reuse_actors``, a
-checkpoint per trial, every row appended to a trial table by ``TableCallback``). Each trial
+checkpoint per trial, then every trial's row, built from its ``ray.tune.Result``, appended to
+a trial table by the driver, as a search does at a boundary). Each trial
 costs a fixed ``--trial-seconds`` of waiting, the stand-in for a GPU's work: on this one
 machine three ``ray.cluster_utils.Cluster`` nodes share the same cores, so a CPU-bound trial
 could not show what three real machines give; a trial that holds its node's only CPU slot for
@@ -52,11 +53,13 @@ def report_once(config: dict) -> None:
 
 
 def run_trials(trainable, rows: int, out: Path, name: str, extra: dict, **tune_config) -> float:
-    """Tune ``rows`` trials with a TableCallback; the wall time of ``fit``, rows checked."""
+    """Tune ``rows`` trials, then append their rows to a trial table as the driver does; the
+    wall time of both, rows checked."""
     from ray import tune
 
     from raygan import results
-    from raygan.trainable import TableCallback
+    from raygan.strategies.common import append_once
+    from raygan.trainable import row_fields
 
     experiment = str(out / name)
     tuner = tune.Tuner(
@@ -68,15 +71,13 @@ def run_trials(trainable, rows: int, out: Path, name: str, extra: dict, **tune_c
             "row": tune.grid_search([{"individual": i} for i in range(rows)]),
         },
         tune_config=tune.TuneConfig(reuse_actors=True, **tune_config),
-        run_config=tune.RunConfig(
-            storage_path=str(out / "tune"),
-            name=name,
-            verbose=0,
-            callbacks=[TableCallback(experiment, "eagan")],
-        ),
+        run_config=tune.RunConfig(storage_path=str(out / "tune"), name=name, verbose=0),
     )
     start = time.perf_counter()
     grid = tuner.fit()
+    append_once(
+        experiment, [results.row(row_fields(r), experiment=name, strategy="eagan") for r in grid]
+    )
     wall = time.perf_counter() - start
     df = results.load(experiment)
     assert grid.num_errors == 0, f"{grid.num_errors} trials failed"

@@ -27,7 +27,7 @@ import ray
 from gpu_monitor import GPUMonitor
 from ray import tune
 
-from raygan.trainable import train_pair
+from raygan.trainable import fit_trials
 
 PAIR = {
     "g": "nas_cell_g:1,1,1,0,2,3,1/1,1,0,1,3,0,5/0,1,0,3,0,0,3",
@@ -52,11 +52,12 @@ def fit(config: dict, trials: int, gpu_share: float) -> tuple[list[dict], float,
     """``trials`` copies of the pair (seeds 0..) at once; their last results, wall, GPU use."""
     with tempfile.TemporaryDirectory() as storage, GPUMonitor() as gpu:
         start = time.perf_counter()
-        grid = tune.Tuner(
-            tune.with_resources(train_pair, {"cpu": 1, "gpu": gpu_share}),
+        grid = fit_trials(
+            storage,
+            "packing",
+            resources={"cpu": 1, "gpu": gpu_share},
             param_space={**config, "seed": tune.grid_search(list(range(trials)))},
-            run_config=tune.RunConfig(storage_path=storage, name="packing", verbose=0),
-        ).fit()
+        )
         wall = time.perf_counter() - start
     results = [r.metrics for r in grid]
     bad = [r.get("status") for r in results if r.get("status") != "ok"]

@@ -15,7 +15,8 @@ kinds of round, one registry (:data:`ROUNDS`):
 Worker-side checkpoint/resume is one path for both: every ``checkpoint_every`` steps (and at
 the end) rank 0 writes ``state.pt`` (the trainer's, and the architect's, state, plus every
 worker's noise and data streams) and reports it; a restarted worker group continues from it
-exactly (``FailureConfig``). A new round starts from the previous round's ``state.pt``
+exactly from the last checkpoint Ray Train registered (``FailureConfig``; at least the one
+before the last report). A new round starts from the previous round's ``state.pt``
 (``init``): weights, optimisers and the EMA step count carry over; the random streams either
 start afresh from the round's seed (``paths``: each round is seeded by its generation) or
 continue (``mixed``: epoch after epoch, as one long run). A round whose loss is non-finite
@@ -323,7 +324,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
     start = restore(work, batches, spec, device, rank, world)
     every = spec.checkpoint_every or steps
-    tic, metrics = time.perf_counter(), {}
+    tic, metrics = time.perf_counter(), {"timed_steps": 0}
     for i in range(start, steps):
         try:
             metrics = {**work.step(batches, i), "collapsed": False}
@@ -333,7 +334,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         final = done == steps or metrics["collapsed"]
         if done % every == 0 or final:
             wall = time.perf_counter() - tic
-            metrics.update(round_step=done, wall_s=wall, workers=world)
+            metrics.update(round_step=done, wall_s=wall, timed_steps=done - start, workers=world)
             report(work, batches, metrics, done, rank, final=final)
         if metrics["collapsed"]:
             break
@@ -363,6 +364,8 @@ def restore(
     if own and len(streams) == world:  # the same workers: each continues its own streams
         work.trainer.noise.set_state(streams[rank]["noise"].cpu())
         batches.load_state_dict(streams[rank]["data"])
+        if resumed:  # a round's collapse windows start empty, and continue across a restart
+            work.trainer.load_loss_windows(streams[rank]["losses"])
     return int(state.get("round_step", 0)) if resumed else 0
 
 
@@ -379,7 +382,13 @@ def report(
     streams (gathered from all workers); at the round's end, rank 0's result too."""
     import ray.train
 
-    streams = gather({"noise": work.trainer.noise.get_state(), "data": batches.state_dict()})
+    streams = gather(
+        {
+            "noise": work.trainer.noise.get_state(),
+            "data": batches.state_dict(),
+            "losses": work.trainer.loss_windows(),
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if rank == 0:

@@ -272,6 +272,15 @@ class GANTrainer:
         images = steps * self.cfg.n_critic * self.cfg.d_batch
         return {**losses, "wall_s": wall, "img_per_s": images / wall if wall > 0 else 0.0}
 
+    def loss_windows(self) -> dict[str, list[float]]:
+        """The recent losses the collapse check watches."""
+        return {k: list(v) for k, v in self._losses.items()}
+
+    def load_loss_windows(self, windows: Mapping[str, list[float]]) -> None:
+        for k, v in windows.items():
+            self._losses[k].clear()
+            self._losses[k].extend(v)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "G": self.G.state_dict(),
@@ -281,7 +290,7 @@ class GANTrainer:
             "opt_d": self.opt_d.state_dict(),
             "step": self.step,
             "noise": self.noise.get_state(),
-            "losses": {k: list(v) for k, v in self._losses.items()},
+            "losses": self.loss_windows(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any], *, rng: bool = True) -> None:
@@ -295,8 +304,7 @@ class GANTrainer:
         self.step = int(state["step"])
         if rng:
             self.noise.set_state(state["noise"].cpu())  # an RNG state is a CPU tensor
-            for k, v in state["losses"].items():
-                self._losses[k].extend(v)
+            self.load_loss_windows(state["losses"])
 
 
 def optimise(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -383,7 +391,7 @@ class Architect:
         d_arch_loss = t.d_loss(arch_half, g_fixed, self.weights("d", grad=True))
         optimise(self.opt_d, d_arch_loss)
         d_loss = t.d_step(weight_half, g_fixed, self.weights("d", grad=False))
-        losses = {"d_arch": float(d_arch_loss), "d": float(d_loss)}
+        losses = {"d_arch": float(d_arch_loss.detach()), "d": float(d_loss)}
         self.iterations += 1
         if self.iterations % t.cfg.n_critic == 0:
             d_fixed = self.weights("d", grad=False)
@@ -391,7 +399,7 @@ class Architect:
             optimise(self.opt_g, g_arch_loss)
             g_loss = t.g_step(g_fixed, d_fixed)
             t.observe(g_loss, d_loss)
-            losses.update(g_arch=float(g_arch_loss), g=float(g_loss))
+            losses.update(g_arch=float(g_arch_loss.detach()), g=float(g_loss))
         return losses
 
     def state_dict(self) -> dict[str, Any]:

@@ -131,8 +131,8 @@ def same(a, b) -> bool:
 
 def test_killed_worker_continues_the_round_exactly(search, tmp_path, monkeypatch):
     """Epoch 2 of the search again, from epoch 1's state, with a checkpoint after every step;
-    rank 1's process dies once before its second checkpoint. FailureConfig restarts the worker
-    group from the first checkpoint (every worker's noise and data streams gathered in it),
+    rank 1's process dies once before its last checkpoint. FailureConfig restarts the worker
+    group from a checkpoint (every worker's noise and data streams gathered in it),
     and the round ends exactly where the uninterrupted epoch 2 of the search ended: the same
     weights, logits, optimiser moments, streams, genotypes and scores. Every worker notes a
     digest of its weights and logits at every checkpoint: the two DDP replicas always agree,
@@ -151,7 +151,7 @@ def test_killed_worker_continues_the_round_exactly(search, tmp_path, monkeypatch
         rank = ray.train.get_context().get_world_rank()
 
         def report(work, batches, metrics, done, *args, **kwargs):
-            if rank == 1 and done == 2 and not os.path.exists(marker):
+            if rank == 1 and done == 3 and not os.path.exists(marker):
                 open(marker, "w").close()
                 os._exit(1)  # a killed worker process, not a Python exception
             note = {"rank": rank, "done": done, "pid": os.getpid(), "digest": work.digest()}
@@ -179,8 +179,11 @@ def test_killed_worker_continues_the_round_exactly(search, tmp_path, monkeypatch
         pids = {n["pid"] for n in noted if n["rank"] == rank}
         runs = [sorted(n["done"] for n in noted if n["pid"] == pid) for pid in pids]
         attempts[rank] = sorted(runs)
-    assert attempts[1] == [[1], [2, 3]]  # killed before step 2's checkpoint, then from step 1
-    assert attempts[0][0][0] == 1 and attempts[0][1] == [2, 3]  # the group restarted together
+    # rank 1 died before its last checkpoint; the group restarted from a checkpoint, not from
+    # the round's start: step 1's at least (Ray registers one once it polled every rank's
+    # report, and a worker's second report waits for that), step 2's if Ray polled it in time
+    assert attempts[1] in ([[1, 2], [2, 3]], [[1, 2], [3]])
+    assert attempts[0][1] == attempts[1][1]  # rank 0 restarted with it
     by_step: dict[int, set[str]] = {}
     for n in noted:
         by_step.setdefault(n["done"], set()).add(n["digest"])

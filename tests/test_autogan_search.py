@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,6 +22,7 @@ from raygan import results, spaces, supernet
 from raygan.cli import main
 from raygan.state import load as load_state
 from raygan.strategies import autogan, common
+from raygan.trainable import STATE_FILE
 
 ITERATIONS, STEPS, BATCH, CANDIDATES, KEEP = 3, 1, 2, 3, 2
 TINY = [
@@ -56,9 +58,11 @@ def search(ray_local, tmp_path_factory) -> SimpleNamespace:
     out = str(tmp_path_factory.mktemp("autogan") / "search")
     argv = ["search", "autogan", *TINY, "--out", out]
     rounds: list[tuple[supernet.RoundSpec, supernet.RoundResult]] = []
+    # the driver loop's hook points: autogan.shared_round looks up `supernet.train_round` on
+    # the module at call time, Driver.run calls `common.append_once` and `self.save()`
     train_round, save, append_once = (
         supernet.train_round,
-        autogan.AutoganSearch.save,
+        common.Driver.save,
         common.append_once,
     )
 
@@ -69,7 +73,7 @@ def search(ray_local, tmp_path_factory) -> SimpleNamespace:
         rounds.append((spec, done))
         return done
 
-    def stop_after_stage_0(self: autogan.AutoganSearch) -> None:
+    def stop_after_stage_0(self: common.Driver) -> None:
         save(self)
         if self.state["iteration"] == 1 and self.state["round"] is None:
             raise KeyboardInterrupt
@@ -79,10 +83,10 @@ def search(ray_local, tmp_path_factory) -> SimpleNamespace:
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(supernet, "train_round", recorded)
-        m.setattr(autogan.AutoganSearch, "save", stop_after_stage_0)
+        m.setattr(common.Driver, "save", stop_after_stage_0)
         assert main(argv) == 130
         after_stage_0 = read_state(out)
-        m.setattr(autogan.AutoganSearch, "save", save)
+        m.setattr(common.Driver, "save", save)
         m.setattr(common, "append_once", killed_before_the_rows_land)
         assert main([*argv, "--resume"]) == 130
         killed = read_state(out)
@@ -100,13 +104,17 @@ def search(ray_local, tmp_path_factory) -> SimpleNamespace:
 
 
 def test_the_shared_ema_carries_over_rounds_and_restarts_after_a_reset(search):
+    """A round's state.pt is its trainer's state: ``step`` (the EMA's step count) goes on from
+    the round it continues (``init``) and starts from 0 after a reset."""
     ema_steps: dict[str, int] = {}
     for spec, done in search.rounds:
         state = torch.load(done.state, weights_only=True)
+        assert {"G", "D", "G_ema", "opt_g", "opt_d", "step", "round_step"} <= state.keys()
+        assert state["round_step"] == done.metrics["round_step"]
         expected = ema_steps.get(spec.init, 0) + done.metrics["round_step"]
-        assert state["ema_step"] == expected
+        assert state["step"] == expected
         assert any(not torch.equal(state["G"][k], state["G_ema"][k]) for k in state["G"])
-        ema_steps[done.state] = state["ema_step"]
+        ema_steps[done.state] = state["step"]
     assert [spec.init is None for spec, _ in search.rounds] == [True, False, True]
 
 
@@ -125,6 +133,15 @@ def test_search_runs_three_stages_and_writes_the_top_k(search, capsys):
     searched = df[df["phase"] == "search"]
     assert searched["baseline"].notna().all() and searched["entropy"].gt(0).all()
     assert (df["d_genotype"] == "autogan_d:").all()
+    # every reward is a zero-step trial on its iteration's shared weights: its checkpoint keeps
+    # only the generator it scored, and it has no D of its own (d_params stays None)
+    assert (df["budget_steps"] == 0).all() and df["d_params"].isna().all()
+    shared = [done.state for _, done in search.rounds]
+    assert list(df["inherited_from"]) == [shared[i] for i in df["generation"]]
+    assert df["checkpoint"].notna().all()
+    for checkpoint in df["checkpoint"]:
+        state = torch.load(os.path.join(checkpoint, STATE_FILE), weights_only=True)
+        assert state.keys() == {"G_ema", "step"} and state["step"] == 0
     # a stage's proposals, and its round's architectures, continue from the kept prefixes
     for stage in (1, 2):
         kept = df[(df["stage"] == stage - 1) & df["kept"].notna()]
@@ -190,18 +207,49 @@ def test_interrupted_search_resumes_with_the_saved_controller(search):
     assert list(first.loc[order, "g_genotype"]) == expected
 
 
-def test_resume_refuses_other_options(search, capsys):
-    assert main([*search.argv, "--resume", "--controller-steps", "2"]) == 2
-    assert "--controller-steps was 1, now 2" in capsys.readouterr().err
+def state_files(out: str) -> dict[str, bytes]:
+    """The saved state and the table, byte for byte."""
+    names = [common.Driver.STATE, results.TABLE_NAME]
+    return {name: Path(out, name).read_bytes() for name in names}
+
+
+@pytest.mark.parametrize(
+    ("extra", "messages"),
+    [
+        (["--controller-steps", "2"], ["--controller-steps was 1, now 2"]),
+        (["--seed", "1"], ["--seed was 0, now 1"]),
+        (["--grow-at", "1,2", "--keep", "1"], ["--keep was 2, now 1"]),
+        (
+            ["--reset-var", "0.5", "--eval-samples", "50"],
+            ["--eval-samples was 40, now 50", "--reset-var was 1e-12, now 0.5"],
+        ),
+    ],
+)
+def test_resume_refuses_other_options(search, capsys, extra, messages):
+    before = state_files(search.out)
+    assert main([*search.argv, "--resume", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(m in err for m in messages), err
+    assert state_files(search.out) == before
+
+
+def test_resume_accepts_a_run_only_option(search, capsys):
+    """``--concurrency`` changes how fast, not what: a finished search resumed with it ends
+    at once, adding nothing."""
+    before = state_files(search.out)
+    capsys.readouterr()
+    assert main([*search.argv, "--resume", "--concurrency", "1"]) == 0
+    assert "done" in capsys.readouterr().out
+    assert state_files(search.out) == before
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--grow-at", "2,1"], "--grow-at must be two iterations"),
-        (["--iterations", "2"], "--iterations must be at least 3"),
+        (["--iterations", "2"], "--iterations must be a whole number >= 3, got 2"),
         (["--keep", "4", "--candidates", "3"], "--keep (4) cannot exceed --candidates"),
-        (["--eval-samples", "5"], "--eval-samples must be at least 10"),
+        (["--eval-samples", "5"], "--eval-samples must be a whole number >= 10, got 5"),
         (["--reset-var", "0"], "--reset-var must be a number above 0"),
         (["--gf", "0"], "--gf must be a whole number >= 1"),
         (["--resume"], "nothing to resume"),

@@ -62,7 +62,10 @@ def test_train_writes_a_row_samples_and_a_resumable_checkpoint(ray_local, tmp_pa
     spaces.write_arch_file(path, arch)
     assert main(["train", "--genotype-file", path, *TINY, "--out", out]) == 0
     df = results.load(out)
-    assert len(df) == 2 and df.iloc[1]["d_genotype"] == "autogan_d:"
+    # its own trial, not the first run's Tune experiment restored and its row appended again
+    assert len(df) == 2 and df["trial_id"].is_unique, df["trial_id"].tolist()
+    assert df.iloc[1]["d_genotype"] == "autogan_d:"
+    assert df.iloc[1]["gf"] == 8 and df.iloc[1]["checkpoint"] != row["checkpoint"]
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,10 @@ be, so the scenarios run in one child process (this file run as a script, with a
 JSON the child writes after every scenario:
 
 - ``train``: ``raygan.supernet.train_round`` (a tiny supernet round, gloo DDP) with 3 workers;
-- ``generation``: P=4 checkpointing trials of one Tune run, rows written to a raygan trial
-  table by ``TableCallback``; the first three run together, so on all three nodes; a worker
-  node is removed while one of them runs there.
+- ``generation``: P=4 checkpointing trials of one Tune run; the first three run together, so
+  on all three nodes; a worker node is removed while one of them runs there. Afterwards the
+  driver appends each trial's row, built from its ``ray.tune.Result``, to a raygan trial table,
+  as every search does at a boundary.
 
 Storage: the trial table on ``file://`` and fsspec ``memory://`` URIs with two writers, and
 ``check_storage``'s one-line error for storage that can't be written. ``cluster.yaml``: the Ray
@@ -247,7 +248,8 @@ def generation(out: Path, cluster) -> dict:
     from ray import tune
 
     from raygan import results
-    from raygan.trainable import TableCallback
+    from raygan.strategies.common import append_once
+    from raygan.trainable import row_fields
 
     attempts, checkpoints = out / "attempts", out / "checkpoints.log"
     attempts.mkdir()
@@ -286,11 +288,14 @@ def generation(out: Path, cluster) -> dict:
             name="generation",
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=2),
-            callbacks=[TableCallback(experiment, "eagan"), CheckpointLog(str(checkpoints))],
+            callbacks=[CheckpointLog(str(checkpoints))],
         ),
     )
     grid = tuner.fit()
     killer.join(1)
+    # the driver's path: each trial's row from its Result, appended once the run is over
+    rows = [results.row(row_fields(r), experiment="generation", strategy="eagan") for r in grid]
+    append_once(experiment, rows)
     table = results.load(experiment)
     return {
         "removed": removed,
@@ -308,6 +313,10 @@ def generation(out: Path, cluster) -> dict:
         "table_trial_ids": table["trial_id"].tolist(),
         "table_status": table["status"].tolist(),
         "table_individuals": table["individual"].tolist(),
+        "table_checkpoint_steps": {
+            row.trial_id: Path(row.checkpoint, "step").read_text() if row.checkpoint else None
+            for row in table.itertuples()
+        },
     }
 
 
@@ -434,6 +443,8 @@ def test_losing_a_node_mid_generation_retries_from_checkpoint_and_keeps_the_tabl
     assert sorted(part["table_trial_ids"]) == sorted(trials)
     assert sorted(part["table_individuals"]) == [0, 1, 2, 3]
     assert set(part["table_status"]) == {"ok"}
+    # each row points at its trial's last checkpoint, the one taken after the last step
+    assert part["table_checkpoint_steps"] == {t: str(STEPS) for t in trials}
 
 
 if __name__ == "__main__":

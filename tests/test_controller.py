@@ -244,7 +244,7 @@ def test_state_round_trip_gives_identical_continuation() -> None:
 def test_searcher_in_a_real_tuner(ray_local, tmp_path) -> None:
     from ray import tune
 
-    from raygan.searchers.tune import RLControllerSearcher
+    from raygan.searchers.base import AskTellSearcher
 
     target = TARGET.flat()
 
@@ -259,8 +259,9 @@ def test_searcher_in_a_real_tuner(ray_local, tmp_path) -> None:
             "is": 1.0 + 8.0 * sum(a == b for a, b in zip(genes, target, strict=True)) / len(genes)
         }
 
-    searcher = RLControllerSearcher(
-        mlas=False, steps=1, batch_size=2, candidates=2, keep=1, seed=0, config={"budget": 3}
+    searcher = AskTellSearcher(
+        ControllerSearch(mlas=False, steps=1, batch_size=2, candidates=2, keep=1, seed=0),
+        config={"budget": 3},
     )
     tuner = tune.Tuner(
         trainable,

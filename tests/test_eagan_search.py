@@ -1,6 +1,7 @@
 """`raygan search eagan` as a user runs it: killed mid-generation, resumed, analysed."""
 
 import argparse
+import contextlib
 import glob
 import json
 import math
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -20,6 +23,8 @@ from raygan import results, spaces
 from raygan.analysis import hypervolume_by_generation
 from raygan.cli import main
 from raygan.spec import load_preset
+from raygan.state import load as load_state
+from raygan.strategies.common import Driver
 from raygan.strategies.eagan import stage2_steps, supernet_run_name
 from raygan.trainable import SAMPLES_FILE, STATE_FILE
 
@@ -69,8 +74,34 @@ def final_reports_per_trial(out: str) -> list[int]:
     return counts
 
 
-def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, capsys):
-    """With --keep-weights last, so the resume also shows that pruning keeps what it needs."""
+def kill_processes_naming(text: str) -> None:
+    """SIGKILL, by pid, every process whose command line names ``text`` (here a private
+    RAY_TMPDIR: the Ray daemons of a killed search, and nothing else)."""
+    if not os.path.isdir("/proc"):
+        return
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                named = text.encode() in f.read()
+        except OSError:  # gone already, or not ours to read
+            continue
+        if named and int(pid) != os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+def state_files(out: str) -> dict[str, bytes]:
+    """The saved search state and the table, byte for byte."""
+    return {name: Path(out, name).read_bytes() for name in (Driver.STATE, results.TABLE_NAME)}
+
+
+@pytest.fixture(scope="module")
+def search(request, tmp_path_factory) -> SimpleNamespace:
+    """The search as a user runs it, with --keep-weights last (so the resume also shows that
+    pruning keeps what it needs): killed (SIGKILL, driver and Ray) once a trial of stage-1
+    generation 1 finished, then resumed to the end in this process with a run-only option
+    changed (--concurrency: at most two trials at once, which two cores allow anyway)."""
+    tmp_path = tmp_path_factory.mktemp("eagan")
     out = str(tmp_path / "eagan")
     options = [*TINY, "--keep-weights", "last", "--out", out]
     cmd = [sys.executable, "-m", "raygan.cli", "search", "eagan", *options]
@@ -82,21 +113,37 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, cap
     proc = subprocess.Popen(
         cmd, start_new_session=True, stdout=log, stderr=subprocess.STDOUT, env=env
     )
-    deadline = time.time() + 420
-    while finished_trials(out, "stage1-gen1") < 1 and proc.poll() is None:
-        assert time.time() < deadline, "search made no progress"
-        time.sleep(0.5)
-    assert proc.poll() is None, f"the search exited early with code {proc.returncode}"
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
-    proc.wait()
-    log.close()
-    subprocess.run(["pkill", "-9", "-f", ray_tmp], capture_output=True)  # its Ray daemons
+    try:
+        deadline = time.time() + 420
+        while finished_trials(out, "stage1-gen1") < 1 and proc.poll() is None:
+            assert time.time() < deadline, "search made no progress"
+            time.sleep(0.5)
+        assert proc.poll() is None, f"the search exited early with code {proc.returncode}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        proc.wait()
+        log.close()
+        kill_processes_naming(ray_tmp)  # its Ray daemons, in sessions of their own
     before = results.load(out)
+    killed = load_state(os.path.join(out, Driver.STATE))
+
+    request.getfixturevalue("ray_local")  # the session's Ray, from here on
+    assert main(["search", "eagan", *options, "--resume", "--concurrency", "2"]) == 0
+    return SimpleNamespace(out=out, options=options, before=before, killed=killed)
+
+
+def test_killed_mid_generation_resumes_without_losing_or_repeating(search):
+    out, before = search.out, search.before
     assert set(before["generation"]) == {0}  # generation 1 was cut off mid-way
-
-    assert main(["search", "eagan", *options, "--resume"]) == 0
-
     df = results.load(out)
+    # the kill came after generation 1's supernet round was saved: the resume scored its
+    # members on those weights instead of training the round again
+    killed, final = search.killed, load_state(os.path.join(out, Driver.STATE))
+    assert killed["stage"] == 1 and killed["round"]
+    assert final["supernet"] == killed["round"]["state"]
+    s1_gen1 = df[(df.stage == 1) & (df.generation == 1)]
+    assert s1_gen1["inherited_from"].eq(killed["round"]["state"]).all()
     assert len(df) == P * GENERATIONS * 2
     assert df.groupby(["stage", "generation"]).size().eq(P).all()
     assert not df.duplicated(["stage", "generation", "individual"]).any()
@@ -122,8 +169,12 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, cap
     for stage in (1, 2):
         hv = hypervolume_by_generation(df, stage)
         assert list(hv["generation"]) == [0, 1] and (hv["hypervolume"] > 0).all()
-    # pruned: only each stage's last generation keeps its weights, every trial its samples,
-    # and only the last supernet round is left
+
+
+def test_keep_weights_last_prunes_only_what_nothing_reads(search, capsys):
+    """Only each stage's last generation keeps its weights, every trial its samples, and only
+    the last supernet round is left."""
+    out, df = search.out, results.load(search.out)
     for row in df.itertuples():
         kept = os.path.exists(os.path.join(row.checkpoint, STATE_FILE))
         assert kept == (row.generation == GENERATIONS - 1), (row.stage, row.generation)
@@ -133,6 +184,9 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, cap
     assert main(["eval", df[df.generation == 0]["checkpoint"].iloc[0]]) == 2
     assert "pruned" in capsys.readouterr().err
 
+
+def test_analysis_shows_both_stages(search, capsys):
+    out = search.out
     capsys.readouterr()
     assert main(["analyze", out]) == 0
     text = capsys.readouterr().out
@@ -142,6 +196,41 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(tmp_path, cap
     for name in names:
         assert os.path.getsize(os.path.join(out, name)) > 1000
         assert f"plot: {os.path.join(out, name)}" in text
+
+
+@pytest.mark.parametrize(
+    ("changed", "messages"),
+    [
+        (["--population", "6"], ["--population was 4, now 6"]),
+        (["--round-steps", "20"], ["--round-steps was 10, now 20"]),
+        (["--s2-steps", "5"], ["--s2-steps was 4, now 5"]),
+        (["--keep-weights", "all"], ["--keep-weights was 'last', now 'all'"]),
+        (["--stages", "1"], ["--stages was '1,2', now '1'"]),
+        (
+            ["--seed", "3", "--eval-samples", "100"],
+            ["--eval-samples was 200, now 100", "--seed was 0, now 3"],
+        ),
+    ],
+)
+def test_resume_refuses_changed_options(search, capsys, changed, messages):
+    """An option that shapes results must be the one the search started with: one line
+    naming each changed option's old and new value; nothing is written."""
+    before = state_files(search.out)
+    capsys.readouterr()
+    assert main(["search", "eagan", *search.options, "--resume", *changed]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(m in err for m in messages), err
+    assert state_files(search.out) == before
+
+
+def test_resume_accepts_a_run_only_option(search, capsys):
+    """``--concurrency`` changes how fast, not what: a finished search resumed with it ends
+    at once, adding nothing (the fixture's resume changed it mid-search)."""
+    before = state_files(search.out)
+    capsys.readouterr()
+    assert main(["search", "eagan", *search.options, "--resume", "--concurrency", "1"]) == 0
+    assert "done" in capsys.readouterr().out
+    assert state_files(search.out) == before
 
 
 def test_front_samples_show_each_member_with_a_checkpoint(tmp_path):
@@ -172,19 +261,25 @@ def test_front_samples_show_each_member_with_a_checkpoint(tmp_path):
     assert "FID 80.0" in caption and "IS 1.50" in caption and str(genotype).split(":")[1] in caption
 
 
-def test_bad_spec_stops_before_ray_with_one_line(tmp_path, capsys):
-    out = str(tmp_path / "x")
-    assert main(["search", "eagan", "--population", "5", "--out", out]) == 2
-    assert "--population must be even" in capsys.readouterr().err
-    assert main(["search", "eagan", "--population", "200", "--out", out]) == 2
-    assert "--s2-steps must be a whole number >= 1, got 0 (120 round" in capsys.readouterr().err
-    assert main(["search", "eagan", "--out", out, "--resume"]) == 2
-    assert "nothing to resume" in capsys.readouterr().err
-    assert (
-        main(["search", "eagan", "--dataset", "cifar10", "--data-root", "/nowhere", "--out", out])
-        == 2
-    )
-    assert not os.path.exists(os.path.join(out, "trials.parquet"))
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--population", "5"], "--population must be even and at least 4, got 5"),
+        (["--population", "2"], "--population must be a whole number >= 4, got 2"),
+        (["--population", "200"], "--s2-steps must be a whole number >= 1, got 0 (120 round"),
+        (["--eval-samples", "5"], "--eval-samples must be a whole number >= 10, got 5"),
+        (["--s2-lr", "0"], "--s2-lr must be a number above 0, got 0.0"),
+        (["--resume"], "nothing to resume"),
+        (["--dataset", "cifar10", "--data-root", "/nowhere"], "CIFAR-10 not found"),
+    ],
+)
+def test_bad_spec_stops_before_ray_with_one_line(tmp_path, capsys, options, message):
+    """Exit 2 with one line; nothing is written (``--out`` at most created, empty)."""
+    out = tmp_path / "x"
+    assert main(["search", "eagan", "--out", str(out), *options]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not out.exists() or not any(out.iterdir())
 
 
 @pytest.mark.parametrize(

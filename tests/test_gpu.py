@@ -3,15 +3,18 @@ on the GPU (one NCCL worker), trials share one GPU by fractions, and their GPU c
 load on the CPU. Skipped where no GPU is present (CI has none); run on a GPU machine with
 ``python -m pytest tests/test_gpu.py``."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from raygan import supernet, trainable
+from raygan import results, supernet, trainable
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 G = "nas_cell_g:1,1,1,0,2,3,1/1,1,0,1,3,0,5/0,1,0,3,0,0,3"
 D = "autogan_d:"
+ROUND_STATE = {"G", "D", "G_ema", "opt_g", "opt_d", "step", "noise", "losses", "round_step"}
 
 
 def test_supernet_round_continues_on_the_gpu(ray_local, tmp_path):
@@ -22,14 +25,21 @@ def test_supernet_round_continues_on_the_gpu(ray_local, tmp_path):
     first = supernet.train_round(
         spec, name="r0", storage_path=str(tmp_path), use_gpu=True, max_failures=0
     )
+    assert first.metrics["round_step"] == 3
     state = torch.load(first.state, weights_only=True)
-    assert state["opt_g"]["state"][0]["exp_avg"].is_cuda  # the round trained on the GPU
-    spec.init, spec.seed = first.state, 1
+    assert ROUND_STATE <= set(state) and len(state["streams"]) == 1  # one worker's streams
+    adam = next(iter(state["opt_g"]["state"].values()))
+    assert adam["exp_avg"].is_cuda  # the round trained on the GPU
     second = supernet.train_round(
-        spec, name="r1", storage_path=str(tmp_path), use_gpu=True, max_failures=0
+        dataclasses.replace(spec, init=first.state, seed=1),
+        name="r1",
+        storage_path=str(tmp_path),
+        use_gpu=True,
+        max_failures=0,
     )
     after = torch.load(second.state, map_location="cpu", weights_only=True)
     before = torch.load(first.state, map_location="cpu", weights_only=True)
+    assert after["step"] == before["step"] + 3  # the EMA step count carried over
     assert any(not torch.equal(before["G"][k], after["G"][k]) for k in before["G"])
 
 
@@ -40,17 +50,18 @@ def test_trials_share_one_gpu_and_their_checkpoints_load_on_the_cpu(ray_local, t
         "g": G, "d": D, "gf": 16, "df": 16, "steps": 4, "n_critic": 1, "g_batch": 8,
         "d_batch": 8, "max_images": 200, "eval_samples": 100, "checkpoint_every": 2,
     }  # fmt: skip
-    grid = tune.Tuner(
-        tune.with_resources(trainable.train_pair, {"cpu": 1, "gpu": 0.5}),
+    trials = trainable.fit_trials(
+        str(tmp_path),
+        "shared",
+        resources={"cpu": 1, "gpu": 0.5},
         param_space={**config, "seed": tune.grid_search([0, 1])},
-        run_config=tune.RunConfig(storage_path=str(tmp_path), name="shared"),
-    ).fit()
-    assert [r.metrics["status"] for r in grid] == ["ok", "ok"]
-    for result in grid:
-        with result.checkpoint.as_directory() as folder:
-            path = f"{folder}/{trainable.STATE_FILE}"
-            assert all(t.is_cuda for t in torch.load(path, weights_only=True)["G"].values())
-            on_cpu = torch.load(path, map_location="cpu", weights_only=True)
+    )
+    rows = [results.row(trainable.row_fields(t), experiment="gpu", strategy="train") for t in trials]
+    assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
+    for row in rows:
+        path = f"{row['checkpoint']}/{trainable.STATE_FILE}"
+        assert all(t.is_cuda for t in torch.load(path, weights_only=True)["G"].values())
+        on_cpu = torch.load(path, map_location="cpu", weights_only=True)
         g, _ = trainable.build_pair(trainable.full_config(config))
         g.load_state_dict(on_cpu["G_ema"])
         assert torch.isfinite(g(torch.randn(2, g.latent_dim))).all()

@@ -14,6 +14,7 @@ from ray import tune
 
 from raygan import spaces
 from raygan.pareto import hypervolume
+from raygan.searchers.base import AskTellSearcher
 from raygan.searchers.nsga2 import NSGA2
 from raygan.spaces import ABSENT, Gene, Genotype, Space
 from raygan.state import dumps, loads
@@ -285,11 +286,7 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def test_searcher_adapter_tells_failures_and_survives_save_restore(tmp_path):
-    from raygan.searchers.tune import NSGA2Searcher
-
-    with pytest.raises(TypeError, match="NSGA2 and its arguments"):
-        NSGA2Searcher(make(), seed=1)
-    searcher = NSGA2Searcher(make(), config={"epochs": 2})
+    searcher = AskTellSearcher(make(), config={"epochs": 2})
     assert searcher.metric == list(METRICS) and searcher.mode == list(MODES)
     configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(6)}
     assert searcher.suggest("t6") is None  # the generation is out: Tune waits
@@ -298,7 +295,7 @@ def test_searcher_adapter_tells_failures_and_survives_save_restore(tmp_path):
     searcher.on_trial_complete("t1", result={"score": math.nan, "size": 3.0})
     searcher.on_trial_complete("t2", result={"score": 1.0, "size": 2.0})
     searcher.save(str(tmp_path / "state.json"))
-    restored = NSGA2Searcher(make())
+    restored = AskTellSearcher(make())
     restored.restore(str(tmp_path / "state.json"))
     for trial in ("t3", "t4", "t5"):
         restored.on_trial_complete(trial, result=objectives(configs[trial]["genotype"]))
@@ -344,11 +341,9 @@ SETTINGS = dict(population_size=6, generations=3, metrics=METRICS, modes=MODES, 
 
 
 def test_searcher_runs_a_whole_search_in_a_real_tuner(ray_local, tmp_path):
-    from raygan.searchers.tune import NSGA2Searcher
-
     runs = tmp_path / "runs"
     runs.mkdir()
-    searcher = NSGA2Searcher("nas_cell_g", **SETTINGS)
+    searcher = AskTellSearcher(NSGA2("nas_cell_g", **SETTINGS))
     space = {"runs": str(runs), "error": [2], "nan": [4]}
     results = tuner(searcher, tmp_path, "search", space).fit()
 
@@ -388,13 +383,11 @@ class InterruptAfter(tune.Callback):
 
 
 def test_interrupted_search_resumes_without_losing_or_repeating_a_trial(ray_local, tmp_path):
-    from raygan.searchers.tune import NSGA2Searcher
-
     runs = tmp_path / "runs"
     runs.mkdir()
     expected = 6 + 3 + 3
     tuner(
-        NSGA2Searcher("nas_cell_g", **SETTINGS),
+        AskTellSearcher(NSGA2("nas_cell_g", **SETTINGS)),
         tmp_path,
         "resume",
         {"runs": str(runs)},
@@ -402,14 +395,14 @@ def test_interrupted_search_resumes_without_losing_or_repeating_a_trial(ray_loca
     ).fit()
     assert (tmp_path / "interrupted").exists()
 
-    saved = NSGA2Searcher("nas_cell_g", **SETTINGS)
+    saved = AskTellSearcher(NSGA2("nas_cell_g", **SETTINGS))
     saved.restore_from_dir(str(tmp_path / "resume"))
     before = {(r["generation"], r["individual"]): r for r in saved.algorithm.history()}
     assert 7 <= len(before) < expected and not saved.algorithm.finished  # stopped mid-search
 
     results = tune.Tuner.restore(str(tmp_path / "resume"), trainable, resume_errored=True).fit()
 
-    final = NSGA2Searcher("nas_cell_g", **SETTINGS)
+    final = AskTellSearcher(NSGA2("nas_cell_g", **SETTINGS))
     final.restore_from_dir(str(tmp_path / "resume"))
     history = final.algorithm.history()
     assert final.algorithm.finished and len(history) == expected == len(results)

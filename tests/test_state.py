@@ -256,9 +256,9 @@ def test_controller_mid_search_continues_identically(tmp_path: Path) -> None:
 
 
 def test_searcher_saves_json_beside_its_tensors_under_tune_names(tmp_path: Path) -> None:
-    from raygan.searchers.tune import RLControllerSearcher
+    from raygan.searchers.base import AskTellSearcher
 
-    searcher = RLControllerSearcher(controller(), config={"budget": 3})
+    searcher = AskTellSearcher(controller(), config={"budget": 3})
     configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(3)}
     searcher.on_trial_complete("t0", result=reward(configs["t0"]))
     for _ in range(3):  # Tune saves again and again: one JSON, one tensors file
@@ -266,7 +266,7 @@ def test_searcher_saves_json_beside_its_tensors_under_tune_names(tmp_path: Path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert len(names) == 2 and names[0] == "searcher-state-s1.json"
     assert names[1].startswith("searcher-state-s1.tensors.")
-    restored = RLControllerSearcher(controller(seed=1))
+    restored = AskTellSearcher(controller(seed=1))
     restored.restore_from_dir(str(tmp_path))
     assert restored.base_config == {"budget": 3} and restored._live == searcher._live
     for s in (searcher, restored):

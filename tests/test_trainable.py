@@ -92,6 +92,7 @@ def test_a_path_scored_as_inherited_does_not_depend_on_the_supernets_batch_norm_
         torch.save({"G": supernet.state_dict()}, path)
         rec = Recorder()
         finals.append(run_trial({**CONFIG, "steps": 0, "init_g": str(path)}, rec))
+        assert set(rec.reports[-1][1]) == {"G_ema", "step"}  # untrained: what it was scored with
         scored = rec.reports[-1][1]["G_ema"]
         assert all(scored[k].mean() != var for k in scored if k.endswith("running_var"))
     assert finals[0]["status"] == finals[1]["status"] == "ok"

@@ -101,6 +101,7 @@ def derive(space_name: str, probs: dict[str, torch.Tensor]) -> spaces.Genotype:
 def mean_entropy(probs: dict[str, torch.Tensor]) -> float:
     """Mean over edges of the entropy (nats) of each edge's softmax weights."""
     per_edge = torch.cat([-torch.xlogy(p, p).sum(-1).flatten() for p in probs.values()])
+    per_edge = per_edge.detach()
     return float(per_edge.mean())
 
 

@@ -1,7 +1,7 @@
 """AutoGAN's RL search: an LSTM controller trained by REINFORCE, grown cell by cell (MLAS).
 
-Pure torch, no Ray: :class:`ControllerSearch` satisfies ``raygan.searchers.base.AskTell`` so it
-runs under Tune through ``raygan.searchers.tune.RLControllerSearcher`` and in tests on its own.
+Pure torch, no Ray: :class:`ControllerSearch` satisfies ``raygan.searchers.asktell.AskTell``, so
+it runs under Tune through ``raygan.searchers.base.AskTellSearcher`` and in tests on its own.
 The method is METHODS.md section 1; the choices it leaves open are fixed here:
 
 - **Reward.** A metric of the trial result (``"is"`` by default) or a callable over several
@@ -299,6 +299,29 @@ class ControllerSearch:
         batch = self._batch.values()
         if len(batch) == self._batch_target() and all(p.reward is not None for p in batch):
             self._close_batch()
+
+    def sample_paths(self, n: int, seed: int) -> list[str]:
+        """``n`` architectures from the controller's current policy for a shared round.
+
+        Drawn like the search's own proposals (a kept prefix chosen uniformly, then the stage's
+        cell), but from a generator of their own: the search's random state, and so its next
+        proposals, stay what they would be without the round.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        cells = self.stages[self.stage]
+        out = []
+        for _ in range(n):
+            prefix = None
+            if self.kept:
+                prefix = self.kept[int(torch.randint(len(self.kept), (1,), generator=generator))]
+            rollout = self.controller.sample(generator, cells, prefix.state if prefix else None)
+            sampled = tuple(
+                tuple(gene.options[a] for gene, a in zip(self.space.cells[c], acts, strict=True))
+                for c, acts in zip(cells, rollout.actions, strict=True)
+            )
+            chosen = (prefix.cells if prefix else ()) + sampled
+            out.append(str(self.space.genotype([*chosen, *self.filler[len(chosen) :]])))
+        return out
 
     # ----- MLAS -----------------------------------------------------------------------------
     def top_k(self, k: int) -> list[Prefix]:

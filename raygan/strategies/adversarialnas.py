@@ -46,20 +46,13 @@ STRATEGY = "adversarialnas"
 
 
 OPTIONS: dict[str, Option] = {
+    **common.METHOD_OPTIONS,
     "batch": Option(int, "real images per D iteration, over all workers", minimum=1),
-    "gf": Option(int, "generator supernet width", minimum=1),
-    "df": Option(int, "discriminator supernet width", minimum=1),
     "epochs": Option(int, "passes over the training images", minimum=1),
     "n_critic": Option(int, "D iterations per G step", minimum=1),
-    "workers": Option(int, "Ray Train workers (DDP replicas)", minimum=1),
-    "max_failures": Option(
-        int, "worker-group restarts from the last checkpoint (-1: no limit)", minimum=-1
-    ),
     "gumbel": Option(bool, "mixed-op weights as Gumbel-softmax samples of the logits"),
     "tau_start": Option(float, "Gumbel temperature at start", above_zero=True),
     "tau_end": Option(float, "Gumbel temperature at the end", above_zero=True),
-    "final_gf": Option(int, "G width written to best.yaml", minimum=1),
-    "final_df": Option(int, "D width written to best.yaml", minimum=1),
     "keep_searched_d": Option(bool, "best.yaml keeps the searched D instead of AutoGAN-D"),
 }
 
@@ -129,7 +122,7 @@ def epoch_row(result: dict[str, Any], epoch: int, spec: supernet.MixedRoundSpec)
         "seed": spec.seed,
         "eval_samples": result["num_samples"],
         "wall_s": result["wall_s"],
-        "img_per_s": result["round_step"] * spec.batch / result["wall_s"],
+        "img_per_s": result["timed_steps"] * spec.batch / result["wall_s"],
         **{k: result.get(k) for k in EPOCH_EXTRA},
     }
 
@@ -161,19 +154,8 @@ class AdversarialnasSearch(common.Driver):
         return f"epoch{epoch:03d}"
 
     def shared_round(self) -> dict[str, Any]:
-        from raygan import cluster
-
-        a = self.args
-        done = supernet.train_round(
-            round_spec(a, a.extractor, self.state["supernet"]),
-            name=f"epoch{self.state['epoch'] + 1:03d}",
-            storage_path=cluster.storage_uri(storage.join(self.out, "train")),
-            workers=a.workers,
-            use_gpu=a.gpus > 0,
-            resources_per_worker={"CPU": a.cpus, **({"GPU": a.gpus} if a.gpus else {})},
-            max_failures=a.max_failures,
-        )
-        return {"state": done.state, "metrics": done.metrics}
+        spec = round_spec(self.args, self.args.extractor, self.state["supernet"])
+        return self.train_round(spec, f"epoch{self.state['epoch'] + 1:03d}", "train")
 
     def evaluate(self, name: str, shared: dict[str, Any]) -> tuple[list[dict], None]:
         """The epoch was scored at the end of its round: its one row."""

@@ -1,48 +1,25 @@
 """AutoGAN (Gong et al., ICCV 2019): an RL controller grows the generator cell by cell, on Ray.
 
-Each search iteration alternates two phases (METHODS.md section 1):
+An iteration is a boundary of the driver loop (METHODS.md section 1):
 
-1. **Shared-GAN training**, a Ray Train job (:func:`raygan.supernet.train_round`): the supernet
-   (weights shared within each op choice) against AutoGAN-D, one controller-sampled
-   architecture per generator step. The driver samples the round's architectures from the
-   controller before the job starts, one per generator step, and the job trains them in that
-   order, the same one on every data-parallel worker. The controller does not change during
-   shared training in the paper either, so the architectures come from the same policy; what
-   differs is that the paper draws a new one for every discriminator minibatch (``n_critic``
-   per generator step), here one covers a generator step and its ``n_critic`` D steps.
-2. **Controller steps**, one Tune experiment per iteration: each step samples
-   ``controller_batch`` architectures, scores each in its own trial (:func:`score_candidate`:
-   the architecture's active cells inherit the round's shared weights and are scored as they
-   are, no training) and makes one REINFORCE update (:class:`ControllerSearch`). The reward is
-   the Inception Score at the stage's resolution; the paper's batch is 1 (one trial at a time),
-   a larger batch scores its architectures in parallel and averages their policy gradients.
-   Tune sees the controller through :class:`IterationView` (a copy that stops at the
-   iteration's end) under the generic ``AskTellSearcher``: ``RLControllerSearcher`` is the
-   same adapter around a whole search, which would run every stage in one experiment.
+1. **Shared round** (:func:`raygan.supernet.train_round`): the supernet against AutoGAN-D, one
+   controller-sampled architecture per generator step, the same on every DDP worker (sampled
+   before the job from the current policy; the paper draws one per D minibatch).
+2. **Controller steps**, one Tune experiment: each step samples ``controller_batch``
+   architectures, scores each as a zero-step trial (its active cells inherit the round's
+   weights; the reward is IS at the stage's resolution) and makes one REINFORCE update. The
+   paper's batch is 1; a larger one scores in parallel and averages the policy gradients.
 
-Multi-level search: stage ``s`` searches cell ``s + 1`` only, generating at
-``bottom_width * 2**(s + 1)`` px (8, 16, 32 on CIFAR-10; real images resized to match), so the
-round runs the first ``s + 1`` cells and the trials build only those. The stage's last
-iteration also scores ``candidates`` end-of-stage samples; the controller keeps the best
-``keep`` distinct prefixes and the next stage continues from them. Shared G/D weights (and
-their optimisers) carry over between iterations and stages.
+Multi-level search: stage ``s`` searches cell ``s + 1`` at ``bottom_width * 2**(s + 1)`` px;
+its last iteration scores ``candidates`` end-of-stage samples and keeps the best ``keep``
+prefixes, which the next stage continues from. Shared weights carry over between iterations
+and stages, except after a dynamic reset (a round whose last ``reset_window`` losses vary by
+less than ``reset_var`` ends early; the next round re-creates G, D and their optimisers).
 
-Dynamic reset: a round whose last ``reset_window`` G or D losses vary by less than
-``reset_var`` stops early; that iteration's controller steps still use its weights (as in the
-paper), then the next round re-creates G, D and their optimisers. The controller is kept.
-
-Results: one table row per scored architecture (``stage``, ``generation`` = iteration, ``step``
-= controller step, ``reward`` = the controller's reward, i.e. IS or the 0.0 penalty of a failed
-trial, without the ``1e-3 * entropy`` bonus, which ``entropy`` gives; ``baseline`` = the EMA
-baseline after that step's update); ``extra`` holds ``phase`` (search | select), ``kept`` (rank
-among the prefixes an end-of-stage selection kept; in the last stage, the final top-k) and the
-round's loss variances and ``reset``. The final top-k are written as ``top1.yaml`` ..
-``top<k>.yaml`` (and ``best.yaml``) with AutoGAN-D at the published final widths.
-
-Resuming: the driver saves its state (controller, iteration, shared weights) after each round
-and each iteration; an iteration's Tune experiment interrupted half-way is restored with
-``Tuner.restore``. The driver replays every experiment's results into its own controller in
-proposal order, so the saved controller never depends on which trial finished first.
+Rows: one per scored architecture (``generation`` = iteration, ``step`` = controller step,
+``reward`` = IS or the failed trial's penalty, ``baseline`` after that step's update; ``extra``
+has ``phase``, ``kept`` and the round's losses). The final top-k are ``top1.yaml`` ..
+``top<k>.yaml`` (``best.yaml`` = top 1) with AutoGAN-D at the published widths.
 """
 
 from __future__ import annotations
@@ -51,8 +28,6 @@ import argparse
 import functools
 from collections.abc import Callable
 from typing import Any
-
-import torch
 
 from raygan import spaces, storage
 from raygan.errors import UsageError
@@ -72,8 +47,8 @@ LAST_STAGE = len(spaces.get("autogan").cells) - 1
 
 
 OPTIONS: dict[str, Option] = {
-    "gf": Option(int, "generator width during search", minimum=1),
-    "df": Option(int, "discriminator width during search", minimum=1),
+    **common.METHOD_OPTIONS,
+    **common.BATCH_OPTIONS,
     "iterations": Option(int, "search iterations over all stages", minimum=3),  # one per stage
     "grow_at": Option(
         str, "iterations where MLAS grows to the next cell, e.g. 15,35 (two numbers)"
@@ -84,15 +59,10 @@ OPTIONS: dict[str, Option] = {
     ),
     "round_steps": Option(int, "shared-GAN generator steps per iteration", minimum=1),
     "n_critic": Option(int, "D steps per G step in shared training", minimum=1),
-    "g_batch": Option(int, "generator batch in shared training", minimum=1),
-    "d_batch": Option(int, "discriminator batch in shared training", minimum=1),
     "candidates": Option(int, "architectures scored at a stage's end", minimum=1),
     "keep": Option(int, "prefixes kept per stage, and top-k at the end", minimum=1),
     "reset_window": Option(int, "losses watched for dynamic reset (0: no reset)", minimum=0),
     "reset_var": Option(float, "loss variance under which G and D reset", above_zero=True),
-    "workers": Option(int, "Ray Train workers for the shared-GAN rounds", minimum=1),
-    "final_gf": Option(int, "G width written to the genotype files", minimum=1),
-    "final_df": Option(int, "AutoGAN-D width written to the genotype files", minimum=1),
 }
 
 
@@ -138,30 +108,6 @@ def new_controller(args: argparse.Namespace) -> ControllerSearch:
         keep=args.keep,
         seed=args.seed,
     )
-
-
-def sample_paths(search: ControllerSearch, n: int, seed: int) -> list[str]:
-    """``n`` architectures from the controller's current policy for a shared round.
-
-    Drawn like the search's own proposals (a kept prefix chosen uniformly, then the stage's
-    cell), but from a generator of their own: the search's random state, and so its next
-    proposals, stay what they would be without the round.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    cells = search.stages[search.stage]
-    out = []
-    for _ in range(n):
-        prefix = None
-        if search.kept:
-            prefix = search.kept[int(torch.randint(len(search.kept), (1,), generator=generator))]
-        rollout = search.controller.sample(generator, cells, prefix.state if prefix else None)
-        sampled = tuple(
-            tuple(gene.options[a] for gene, a in zip(search.space.cells[c], acts, strict=True))
-            for c, acts in zip(cells, rollout.actions, strict=True)
-        )
-        chosen = (prefix.cells if prefix else ()) + sampled
-        out.append(str(search.space.genotype([*chosen, *search.filler[len(chosen) :]])))
-    return out
 
 
 # ----- the driver -------------------------------------------------------------------------------
@@ -265,14 +211,14 @@ class AutoganSearch(common.Driver):
 
     def shared_round(self) -> dict[str, Any]:
         """Train the shared GAN on architectures from the current policy."""
-        from raygan import cluster, supernet
+        from raygan import supernet
 
         a, search, iteration = self.args, self.search(), self.state["iteration"]
         seed = a.seed * 1000 + iteration
         spec = supernet.RoundSpec(
             g_space="autogan",
             d=D,
-            paths=sample_paths(search, a.round_steps, seed),
+            paths=search.sample_paths(a.round_steps, seed),
             gf=a.gf,
             df=a.df,
             bottom_width=self.bottom_width,
@@ -292,15 +238,7 @@ class AutoganSearch(common.Driver):
             collapse_window=a.reset_window,
             collapse_var=a.reset_var,
         )
-        done = supernet.train_round(
-            spec,
-            name=f"round{iteration:03d}",
-            storage_path=cluster.storage_uri(storage.join(self.out, "supernet")),
-            workers=a.workers,
-            use_gpu=a.gpus > 0,
-            resources_per_worker={"CPU": a.cpus},
-        )
-        return {"state": done.state, "metrics": done.metrics}
+        return self.train_round(spec, f"round{iteration:03d}", "supernet")
 
     def columns(self, proposal: Suggestion, trial: Any, search: ControllerSearch) -> dict:
         """The controller's view of the proposal: its reward (the penalty for a failed

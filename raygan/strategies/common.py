@@ -40,9 +40,27 @@ class Option(NamedTuple):
 SEARCH_OPTIONS: dict[str, Option] = {
     "eval_samples": Option(int, "", minimum=10),  # IS has 10 splits
     "max_images": Option(int, "", minimum=1),
-    "workers": Option(int, "Ray Train workers for the shared rounds", minimum=1),
 }
-"""What every search's spec holds and checks alike (``workers`` is each method's option)."""
+"""Options of every command that every search checks alike (the parser adds them)."""
+
+METHOD_OPTIONS: dict[str, Option] = {
+    "gf": Option(int, "generator width during search", minimum=1),
+    "df": Option(int, "discriminator width during search", minimum=1),
+    "final_gf": Option(int, "G width written to the genotype files", minimum=1),
+    "final_df": Option(int, "D width written to the genotype files", minimum=1),
+    "workers": Option(int, "Ray Train workers (DDP replicas) of the shared rounds", minimum=1),
+    "max_failures": Option(
+        int,
+        "worker-group restarts of a shared round from its checkpoint (-1: no limit)",
+        minimum=-1,
+    ),
+}
+"""Options every method has: widths during search and in the files written, Train workers."""
+
+BATCH_OPTIONS: dict[str, Option] = {
+    "g_batch": Option(int, "generator batch size", minimum=1),
+    "d_batch": Option(int, "discriminator batch size (real images)", minimum=1),
+}
 
 
 def add_options(parser: argparse.ArgumentParser, options: Mapping[str, Option]) -> None:
@@ -337,6 +355,24 @@ class Driver:
             resume_errored=self.rerun_errored,
             **options,
         )
+
+    def train_round(self, spec: Any, name: str, folder: str) -> dict[str, Any]:
+        """Shared round ``name`` of this search (a Ray Train run under ``<out>/<folder>``):
+        its final ``state.pt`` and last metrics. With ``--gpus`` every worker takes a whole
+        GPU (NCCL needs one per rank)."""
+        from raygan import cluster, supernet
+
+        a = self.args
+        done = supernet.train_round(
+            spec,
+            name=name,
+            storage_path=cluster.storage_uri(storage.join(self.out, folder)),
+            workers=a.workers,
+            use_gpu=a.gpus > 0,
+            resources_per_worker={"CPU": a.cpus},
+            max_failures=a.max_failures,
+        )
+        return {"state": done.state, "metrics": done.metrics}
 
     def row(self, fields: dict[str, Any]) -> dict[str, Any]:
         """A table row of this experiment from a trial's or an epoch's fields."""

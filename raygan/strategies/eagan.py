@@ -1,30 +1,19 @@
 """EAGAN (Ying et al., ECCV 2022): two-stage NSGA-II search of G, then D, on Ray.
 
-Stage 1 (many-to-one): a population of generators shares one supernet's weights, trained
-against one fixed discriminator. Each generation: a shared-weights round as a Ray Train job
-(every minibatch trains one member's path, drawn uniformly), then every member is scored in
-parallel as a Tune trial that inherits its path's weights (optionally fine-tuning), then
-NSGA-II keeps P/2 and refills with children. Objectives: IS (max), FID (min), G params (min).
+A generation is a boundary of the driver loop (METHODS.md section 3). Stage 1 (many-to-one):
+the population's generators share one supernet, trained against AutoGAN-D in a shared round
+(every generator step trains one member's path, drawn uniformly); then every member is scored
+as a trial that inherits its path's weights (optionally fine-tuning); NSGA-II keeps P/2 and
+refills with children. Objectives: IS (max), FID (min), G params (min). Stage 2 (one-to-one
+with weight resetting): P copies of the best generator G*, each paired with a candidate D and
+trained in its own trial; the best pair's G starts every next trial, a surviving D continues
+from its own weights. Objectives: IS, FID, D params.
 
-Stage 2 (one-to-one with weight resetting): P copies of the best generator G*, starting from
-its stage-1 weights, each paired with a candidate discriminator. Each Tune trial trains its
-own pair for the round's budget; after every generation the best pair's G weights become
-every next trial's starting G. A surviving candidate D continues from its own weights; a new
-one starts fresh. Objectives: IS (max), FID (min), D params (min).
-
-Parallel execution departs from the paper's sequential schedule in two places (README says
-so too): the paper interleaves all pairs batch by batch within a round, here each pair trains
-its share of the round's budget in its own trial at the same time; and stage-1 candidates are
-scored by independent trials after the shared round instead of inside it.
-
-Final pick per stage: in the last generation's Pareto front (rank 0, status ok), the member
-with the lowest FID; ties go to the higher IS, then fewer parameters. It is written as a
-genotype file (``stage1_best.yaml``, ``stage2_best.yaml`` = ``best.yaml``) at the published
-widths, which ``raygan train --genotype-file`` accepts.
-
-Resuming: the driver saves its state (stage, generation, NSGA-II population, checkpoints) at
-every generation boundary; a generation interrupted mid-way is resumed with ``Tuner.restore``,
-which keeps finished trials and re-runs only unfinished ones.
+Departures for parallelism (docs/methods.md): the paper interleaves a stage-2 round's pairs
+batch by batch, here each pair trains its share at once in its own trial; stage-1 candidates
+are scored by trials after the shared round instead of inside it. Each stage's pick (lowest
+FID on the last generation's front, then higher IS, then fewer parameters) is written as
+``stage1_best.yaml`` / ``stage2_best.yaml`` (= ``best.yaml``) at the published widths.
 """
 
 from __future__ import annotations
@@ -55,10 +44,10 @@ MODES = ("max", "min", "min")
 
 
 OPTIONS: dict[str, Option] = {
+    **common.METHOD_OPTIONS,
+    **common.BATCH_OPTIONS,
     "population": Option(int, "P, individuals per generation (even)", minimum=4),
     "generations": Option(int, "generations per stage (the first included)", minimum=1),
-    "gf": Option(int, "generator width during search", minimum=1),
-    "df": Option(int, "discriminator width during search", minimum=1),
     "warmup_steps": Option(int, "stage-1 supernet warm-up (G steps)", minimum=0),
     "round_steps": Option(int, "stage-1 supernet steps per generation", minimum=1),
     "finetune_steps": Option(int, "steps each stage-1 candidate fine-tunes", minimum=0),
@@ -70,11 +59,6 @@ OPTIONS: dict[str, Option] = {
     ),
     "s2_n_critic": Option(int, "stage-2 D steps per G step", minimum=1),
     "s2_lr": Option(float, "stage-2 learning rate of G and D", above_zero=True),
-    "final_gf": Option(int, "G width written to the genotype files", minimum=1),
-    "final_df": Option(int, "D width written to the genotype files", minimum=1),
-    "workers": Option(int, "Ray Train workers for the supernet rounds", minimum=1),
-    "g_batch": Option(int, "generator batch size", minimum=1),
-    "d_batch": Option(int, "discriminator batch size (real images)", minimum=1),
     "keep_weights": Option(
         str,
         "trained weights kept on disk: 'all' (every trial and supernet round), or 'last' (each "
@@ -235,7 +219,7 @@ class EaganSearch(common.Driver):
 
     def shared_round(self) -> dict[str, Any] | None:
         """Stage 1: the supernet round of this generation, on its members' paths."""
-        from raygan import cluster, supernet
+        from raygan import supernet
 
         if self.state["stage"] != 1:
             return None
@@ -261,15 +245,7 @@ class EaganSearch(common.Driver):
             init=self.state["supernet"],
             checkpoint_every=max(1, steps // 4),
         )
-        done = supernet.train_round(
-            spec,
-            name=supernet_run_name(search.generation),
-            storage_path=cluster.storage_uri(storage.join(self.out, "supernet")),
-            workers=a.workers,
-            use_gpu=a.gpus > 0,
-            resources_per_worker={"CPU": a.cpus},
-        )
-        return {"state": done.state, "metrics": done.metrics}
+        return self.train_round(spec, supernet_run_name(search.generation), "supernet")
 
     def columns(self, proposal: Suggestion, trial: Any, search: NSGA2) -> dict[str, Any]:
         """Where selection put the individual: its Pareto rank and crowding distance."""

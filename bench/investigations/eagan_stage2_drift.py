@@ -8,8 +8,8 @@ count it reproduces the trial's score) and prints IS and FID along the way inste
 
 Run from the repository root, on a finished search (one process; no Ray cluster starts):
 
-    python bench/eagan_stage2_drift.py DIR [--trial CHECKPOINT_DIR] [--g-lr 2e-4 5e-5]
-                                          [--d-lr 2e-4] [--steps 120] [--every 20]
+    python bench/investigations/eagan_stage2_drift.py DIR [--trial CHECKPOINT_DIR]
+        [--g-lr 2e-4 5e-5] [--d-lr 2e-4] [--steps 120] [--every 20]
 
 Without ``--trial`` it replays generation 0's first stage-2 trial: G* from its stage-1
 (supernet) weights against a freshly initialised D. ``--trial`` also takes a stage-1 trial's
@@ -18,7 +18,7 @@ inheriting weights, and ``--set KEY=VALUE`` (repeatable, VALUE as JSON) changes 
 config key first (``g``, ``n_critic``, ``betas``, ``bottom_width``, ...): together they show how
 one architecture trains from scratch under the search's budget, e.g.
 
-    python bench/eagan_stage2_drift.py DIR --trial STAGE1_TRIAL --fresh --g-lr 2e-4 \
+    python bench/investigations/eagan_stage2_drift.py DIR --trial STAGE1_TRIAL --fresh --g-lr 2e-4 \
         --set n_critic=1 --set 'betas=[0.5, 0.999]' --steps 600 --every 100
 """
 
@@ -53,7 +53,9 @@ def replay(
 
     Each point is :func:`raygan.trainable.run_trial` itself, resumed from the previous point's
     final checkpoint (bit-for-bit the same as training straight through), so the replay
-    trains and scores exactly as a trial does.
+    trains and scores exactly as a trial does. Step 0 is a trial of zero steps: the generator
+    scored as inherited (as a stage-1 candidate is), whose checkpoint holds only that
+    generator; the first trained point therefore starts from the inherited weights afresh.
     """
     curve = []
     with tempfile.TemporaryDirectory() as kept:
@@ -62,15 +64,14 @@ def replay(
             if result.get("done") and checkpoint_dir:
                 shutil.copy(os.path.join(checkpoint_dir, STATE_FILE), kept)
 
-        resume = None
         for until in range(0, steps + 1, every):
             trial = {**config, "g_lr": g_lr, "d_lr": d_lr, "steps": until, "checkpoint_every": 0}
+            resume = kept if until > every else None  # a zero-step checkpoint cannot resume
             final = run_trial(trial, keep_final, resume_dir=resume)
             if final["status"] != "ok":
                 print(f"  stopped at step {final['steps']}: {final.get('error', final['status'])}")
                 break
             curve.append((until, final["is"], final["fid"]))
-            resume = kept
     return curve
 
 

@@ -1,16 +1,18 @@
 """How much disk an EAGAN search's weights take, with ``--keep-weights all`` and ``last``.
 
-Every trial saves a resumable ``state.pt`` (G, its EMA copy, D, both optimisers, RNG and data
-state) and every stage-1 round a supernet checkpoint (supernet G, its EMA, D, both Adam
-states). This script builds the published EAGAN CIFAR-10 generator with each stage's
-discriminator at a preset's search widths, saves a trial checkpoint exactly as a trial does
-(a stage-2 trial after one training step, so that Adam holds its moments; a stage-1 trial as
-scored, untrained), saves the supernet's weights and adds its two Adam moments (two float32
-tensors per parameter: an upper bound, since Adam keeps them only for the ops that some
-trained path used), then multiplies by the preset's trial and round counts. One process, no
+Every trial that trains saves a resumable ``state.pt`` (G, its EMA copy, D, both optimisers,
+RNG and data state), a trial of zero steps only the generator it was scored with (its EMA
+copy and the step), and every stage-1 round a supernet checkpoint (supernet G, its EMA, D,
+both Adam states, and small RNG and data streams). This script builds the published EAGAN
+CIFAR-10 generator with each stage's discriminator at a preset's search widths, saves a trial
+checkpoint exactly as a trial does (a stage-2 trial after one training step, so that Adam
+holds its moments; a stage-1 trial as scored, untrained, unless the preset fine-tunes it),
+saves the supernet's weights and adds its two Adam moments (two float32 tensors per
+parameter: an upper bound, since Adam keeps them only for the ops that some trained path
+used), then multiplies by the preset's trial and round counts. One process, no
 Ray; a few seconds at the paper's widths:
 
-    python bench/eagan_disk.py [--preset paper|quick]
+    python bench/investigations/eagan_disk.py [--preset paper|quick]
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ MB = 1e6
 
 
 def trial_bytes(g: str, d: str, gf: int, df: int, images: int, trained: bool) -> int:
-    """Bytes of one trial's ``state.pt`` for this pair at these widths (its data state holds a
-    permutation of the ``images`` training images)."""
+    """Bytes of one trial's ``state.pt`` for this pair at these widths: a trained trial's data
+    state holds a permutation of the ``images`` training images; an untrained one has none
+    (``save_state`` then keeps only the scored generator)."""
     config = full_config({"g": g, "d": d, "gf": gf, "df": df})
     generator, discriminator = build_pair(config)
     trainer = GANTrainer(generator, discriminator, TrainConfig(g_batch=2, d_batch=2, n_critic=1))
-    batches = data.DeviceBatches(torch.zeros(images, 3, 32, 32, dtype=torch.uint8), "cpu")
+    batches = None
     if trained:
+        batches = data.DeviceBatches(torch.zeros(images, 3, 32, 32, dtype=torch.uint8), "cpu")
         trainer.train_step(batches)
     with tempfile.TemporaryDirectory() as tmp:
         save_state(trainer, batches, config, tmp)

@@ -9,7 +9,7 @@ two scores side by side, then each generation's hypervolume under either.
 
 Run from the repository root, on a finished search (one process; no Ray cluster starts):
 
-    python bench/eagan_bn_recalibration.py DIR
+    python bench/investigations/eagan_bn_recalibration.py DIR
 """
 
 from __future__ import annotations

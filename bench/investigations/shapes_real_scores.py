@@ -4,7 +4,7 @@ default extractor against the 32 px reference the EAGAN quick preset uses).
 
 Run from the repository root:
 
-    python bench/shapes_real_scores.py [--samples 500 1000]
+    python bench/investigations/shapes_real_scores.py [--samples 500 1000]
 
 Read a search's scores against these: the quick preset scores with 500 samples.
 """
