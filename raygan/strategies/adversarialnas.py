@@ -97,6 +97,8 @@ def round_spec(args: Spec, extractor: str, init: str | None) -> supernet.MixedRo
         eval_samples=args.eval_samples,
         extractor=extractor,
         inception_weights=args.inception_weights,
+        amp_bf16=args.bf16,
+        channels_last=args.channels_last,
     )
 
 

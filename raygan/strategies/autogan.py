@@ -237,6 +237,8 @@ class AutoganSearch(common.Driver):
             checkpoint_every=max(1, a.round_steps // 4),
             collapse_window=a.reset_window,
             collapse_var=a.reset_var,
+            amp_bf16=a.bf16,
+            channels_last=a.channels_last,
         )
         return self.train_round(spec, f"round{iteration:03d}", "supernet")
 

@@ -50,12 +50,13 @@ METHOD_OPTIONS: dict[str, Option] = {
     "final_df": Option(int, "D width written to the genotype files", minimum=1),
     "workers": Option(int, "Ray Train workers (DDP replicas) of the shared rounds", minimum=1),
     "max_failures": Option(
-        int,
-        "worker-group restarts of a shared round from its checkpoint (-1: no limit)",
-        minimum=-1,
+        int, "worker-group restarts of a round from its checkpoint (-1: no limit)", minimum=-1
     ),
+    "bf16": Option(bool, "bf16 autocast in every training, trials and rounds (GPUs only)"),
+    "channels_last": Option(bool, "channels_last memory format in every training (GPUs)"),
 }
-"""Options every method has: widths during search and in the files written, Train workers."""
+"""Options every method has: widths during search and in the files written, the shared
+rounds' workers, and how every training runs on a GPU."""
 
 BATCH_OPTIONS: dict[str, Option] = {
     "g_batch": Option(int, "generator batch size", minimum=1),

@@ -203,6 +203,8 @@ class EaganSearch(common.Driver):
             "eval_samples": a.eval_samples,
             "extractor": a.extractor,
             "inception_weights": a.inception_weights,
+            "amp_bf16": a.bf16,
+            "channels_last": a.channels_last,
             "g": self.state.get("g_star"),
             "d": STAGE1_D,
         }
@@ -244,6 +246,8 @@ class EaganSearch(common.Driver):
             seed=a.seed * 1000 + search.generation,
             init=self.state["supernet"],
             checkpoint_every=max(1, steps // 4),
+            amp_bf16=a.bf16,
+            channels_last=a.channels_last,
         )
         return self.train_round(spec, supernet_run_name(search.generation), "supernet")
 
