@@ -199,6 +199,8 @@ class MixedRound:
         self.spec = spec
         g = nn.build_supernet(spec.g_space, width=spec.gf, bottom_width=spec.bottom_width)
         d = nn.build_supernet(spec.d_space, width=spec.df)
+        init_weights(g)
+        init_weights(d)
         alpha_g, alpha_d = nn.ArchLogits(g), nn.ArchLogits(d)
         self.batch = spec.batch // world  # this worker's share of the real batch
         cfg = TrainConfig(

@@ -93,13 +93,12 @@ def g_hinge_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 def init_weights(module: nn.Module) -> None:
-    """METHODS.md's init: xavier_uniform conv/linear weights, BatchNorm weight N(1, 0.02)."""
+    """METHODS.md's initialisation, as all three authors' codes do it: ``Conv2d`` weights
+    xavier_uniform, BatchNorm weight N(1, 0.02) and bias 0; everything else keeps PyTorch's
+    default (Linear and ConvTranspose2d weights, every conv and linear bias)."""
     for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-            weight = getattr(m, "weight_orig", m.weight)  # spectral norm keeps the raw weight here
-            nn.init.xavier_uniform_(weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        if isinstance(m, nn.Conv2d):
+            nn.init.xavier_uniform_(getattr(m, "weight_orig", m.weight))  # spectral norm's raw
         elif isinstance(m, nn.BatchNorm2d) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)

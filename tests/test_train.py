@@ -91,6 +91,30 @@ def test_init_matches_methods():
     assert all(float(m.bias.detach().abs().sum()) == 0 for m in bns)
 
 
+def test_init_touches_only_conv2d_weights_and_batch_norm():
+    """As the authors' codes: Linear and ConvTranspose2d weights and every conv/linear bias
+    keep PyTorch's default initialisation; spectral-norm convs get xavier on the raw weight."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(64, 256),
+        torch.nn.ConvTranspose2d(8, 8, 4),
+        torch.nn.Conv2d(256, 256, 3),
+        torch.nn.utils.spectral_norm(torch.nn.Conv2d(256, 256, 3)),
+        torch.nn.BatchNorm2d(8),
+    )
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    init_weights(net)
+    after = net.state_dict()
+    kept = ["0.weight", "0.bias", "1.weight", "1.bias", "2.bias", "3.bias"]
+    assert all(torch.equal(before[k], after[k]) for k in kept)
+    bound = math.sqrt(6 / (256 * 9 + 256 * 9))  # xavier_uniform's for a 256->256 3x3 conv
+    for key in ("2.weight", "3.weight_orig"):
+        assert not torch.equal(before[key], after[key])
+        assert float(after[key].abs().max()) <= bound
+        assert float(after[key].abs().max()) > 0.9 * bound
+    assert float(after["4.bias"].abs().sum()) == 0 and 0.005 < float(after["4.weight"].std()) < 0.04
+
+
 # ----- AdversarialNAS's Architect around the trainer (built as supernet.MixedRound builds it) ----
 def mixed(
     n_critic: int = 2, seed: int = 0, total: int = 10, **arch: Any
