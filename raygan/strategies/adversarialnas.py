@@ -77,28 +77,22 @@ def validate(args: Spec) -> None:
 
 
 # ----- the driver -------------------------------------------------------------------------------
-def round_spec(args: Spec, extractor: str, init: str | None) -> supernet.MixedRoundSpec:
+def round_spec(driver: common.Driver, init: str | None) -> supernet.MixedRoundSpec:
     """One epoch of the search as a mixed-op round (``init``: the last epoch's state)."""
+    a = driver.args
     return supernet.MixedRoundSpec(
+        **driver.data_settings(),
         g_space=G_SPACE,
         d_space=D_SPACE,
-        gf=args.gf,
-        df=args.df,
-        bottom_width=common.bottom_width(args.dataset),
-        batch=args.batch,
-        epochs=args.epochs,
-        n_critic=args.n_critic,
-        arch={"gumbel": args.gumbel, "tau_start": args.tau_start, "tau_end": args.tau_end},
-        dataset=args.dataset,
-        data_root=args.data_root,
-        max_images=args.max_images,
-        seed=args.seed,
+        batch=a.batch,
+        epochs=a.epochs,
+        n_critic=a.n_critic,
+        arch={"gumbel": a.gumbel, "tau_start": a.tau_start, "tau_end": a.tau_end},
+        seed=a.seed,
         init=init,
-        eval_samples=args.eval_samples,
-        extractor=extractor,
-        inception_weights=args.inception_weights,
-        amp_bf16=args.bf16,
-        channels_last=args.channels_last,
+        eval_samples=a.eval_samples,
+        extractor=a.extractor,
+        inception_weights=a.inception_weights,
     )
 
 
@@ -140,7 +134,7 @@ class AdversarialnasSearch(common.Driver):
         return {"epoch": 0, "supernet": None}
 
     def references(self) -> list[Any]:
-        return [supernet.mixed_reference(round_spec(self.args, self.args.extractor, None))]
+        return [supernet.mixed_reference(round_spec(self, None))]
 
     @property
     def finished(self) -> bool:
@@ -156,12 +150,12 @@ class AdversarialnasSearch(common.Driver):
         return f"epoch{epoch:03d}"
 
     def shared_round(self) -> dict[str, Any]:
-        spec = round_spec(self.args, self.args.extractor, self.state["supernet"])
+        spec = round_spec(self, self.state["supernet"])
         return self.train_round(spec, f"epoch{self.state['epoch'] + 1:03d}", "train")
 
     def evaluate(self, name: str, shared: dict[str, Any]) -> tuple[list[dict], None]:
         """The epoch was scored at the end of its round: its one row."""
-        spec = round_spec(self.args, self.args.extractor, None)
+        spec = round_spec(self, None)
         return [self.row(epoch_row(shared["metrics"], self.state["epoch"] + 1, spec))], None
 
     def observe(self, rows: list[dict], shared: dict[str, Any], search: None) -> None:

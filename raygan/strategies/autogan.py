@@ -192,19 +192,7 @@ class AutoganSearch(common.Driver):
         return functools.partial(iteration_over, stage=search.stage, until_step=until)
 
     def base_config(self) -> dict[str, Any]:
-        a = self.args
-        return {
-            "d": D,
-            "gf": a.gf,
-            "df": a.df,
-            "bottom_width": self.bottom_width,
-            "dataset": a.dataset,
-            "data_root": a.data_root,
-            "seed": a.seed,
-            "eval_samples": a.eval_samples,
-            "extractor": a.extractor,
-            "inception_weights": a.inception_weights,
-        }
+        return {**self.trial_settings(), "d": D}
 
     def trial_config(self, shared: dict[str, Any]) -> Callable[[dict[str, Any]], dict]:
         return functools.partial(trial_config, base=self.base_config(), init_g=shared["state"])
@@ -219,17 +207,12 @@ class AutoganSearch(common.Driver):
             g_space="autogan",
             d=D,
             paths=search.sample_paths(a.round_steps, seed),
-            gf=a.gf,
-            df=a.df,
-            bottom_width=self.bottom_width,
+            **self.data_settings(),
             steps=a.round_steps,
             n_critic=a.n_critic,
             g_batch=a.g_batch,
             d_batch=a.d_batch,
             order="sequential",
-            dataset=a.dataset,
-            data_root=a.data_root,
-            max_images=a.max_images,
             resolution=self.resolution(search.stage),
             n_cells=search.stage + 1,
             seed=seed,
@@ -237,8 +220,6 @@ class AutoganSearch(common.Driver):
             checkpoint_every=max(1, a.round_steps // 4),
             collapse_window=a.reset_window,
             collapse_var=a.reset_var,
-            amp_bf16=a.bf16,
-            channels_last=a.channels_last,
         )
         return self.train_round(spec, f"round{iteration:03d}", "supernet")
 

@@ -375,6 +375,31 @@ class Driver:
         )
         return {"state": done.state, "metrics": done.metrics}
 
+    def data_settings(self) -> dict[str, Any]:
+        """What every round and trial of this search trains on, and how (spec fields)."""
+        a = self.args
+        return {
+            "gf": a.gf,
+            "df": a.df,
+            "bottom_width": bottom_width(a.dataset),
+            "dataset": a.dataset,
+            "data_root": a.data_root,
+            "max_images": a.max_images,
+            "amp_bf16": a.bf16,
+            "channels_last": a.channels_last,
+        }
+
+    def trial_settings(self) -> dict[str, Any]:
+        """:meth:`data_settings` plus how every trial of this search is seeded and scored."""
+        a = self.args
+        return {
+            **self.data_settings(),
+            "seed": a.seed,
+            "eval_samples": a.eval_samples,
+            "extractor": a.extractor,
+            "inception_weights": a.inception_weights,
+        }
+
     def row(self, fields: dict[str, Any]) -> dict[str, Any]:
         """A table row of this experiment from a trial's or an epoch's fields."""
         return results.row(fields, experiment=self.experiment, strategy=self.strategy)

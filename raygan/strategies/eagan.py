@@ -184,27 +184,15 @@ class EaganSearch(common.Driver):
         return functools.partial(generation_over, generation=self.search().generation)
 
     def base_config(self, stage: int) -> dict[str, Any]:
-        a = self.args
-        s1 = stage == 1
+        a, s1 = self.args, stage == 1
         return {
-            "gf": a.gf,
-            "df": a.df,
-            "bottom_width": self.bottom_width,
-            "dataset": a.dataset,
-            "data_root": a.data_root,
-            "max_images": a.max_images,
+            **self.trial_settings(),
             "g_batch": a.g_batch,
             "d_batch": a.d_batch,
             "steps": a.finetune_steps if s1 else stage2_steps(a),
             "n_critic": a.s1_n_critic if s1 else a.s2_n_critic,
             "g_lr": a.s1_g_lr if s1 else a.s2_lr,
             "d_lr": a.s1_d_lr if s1 else a.s2_lr,
-            "seed": a.seed,
-            "eval_samples": a.eval_samples,
-            "extractor": a.extractor,
-            "inception_weights": a.inception_weights,
-            "amp_bf16": a.bf16,
-            "channels_last": a.channels_last,
             "g": self.state.get("g_star"),
             "d": STAGE1_D,
         }
@@ -231,23 +219,16 @@ class EaganSearch(common.Driver):
             g_space="nas_cell_g",
             d=STAGE1_D,
             paths=[ind["genotype"] for ind in search.population()],
-            gf=a.gf,
-            df=a.df,
-            bottom_width=self.bottom_width,
+            **self.data_settings(),
             steps=steps,
             n_critic=a.s1_n_critic,
             g_batch=a.g_batch,
             d_batch=a.d_batch,
             g_lr=a.s1_g_lr,
             d_lr=a.s1_d_lr,
-            dataset=a.dataset,
-            data_root=a.data_root,
-            max_images=a.max_images,
             seed=a.seed * 1000 + search.generation,
             init=self.state["supernet"],
             checkpoint_every=max(1, steps // 4),
-            amp_bf16=a.bf16,
-            channels_last=a.channels_last,
         )
         return self.train_round(spec, supernet_run_name(search.generation), "supernet")
 
