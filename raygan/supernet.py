@@ -67,6 +67,7 @@ class RoundSpec:
     max_images: int = 10_000
     resolution: int | None = None  # default: 8 * bottom_width
     n_cells: int | None = None  # generator cells to run (AutoGAN MLAS); None: all
+    d_blocks: int | None = None  # AutoGAN-D blocks of an MLAS stage (of the first 3, + the last)
     collapse_window: int = 0  # 0: never stop early; else losses watched for collapse
     collapse_var: float = 1e-3
     amp_bf16: bool = False
@@ -164,7 +165,8 @@ class PathRound:
             amp_bf16=spec.amp_bf16,
             channels_last=spec.channels_last,
         )
-        options = {} if spec.n_cells is None else {"n_cells": spec.n_cells}
+        g_options = {} if spec.n_cells is None else {"n_cells": spec.n_cells}
+        d_options = {} if spec.d_blocks is None else {"n_blocks": spec.d_blocks}
         self.trainer = GANTrainer(
             generator,
             discriminator,
@@ -172,7 +174,8 @@ class PathRound:
             device,
             noise_seed=noise_seed,
             wrap=ddp_wrapper(single_path=True),
-            g_options=options,
+            g_options=g_options,
+            d_options=d_options,
         )
         self.paths = [spaces.Genotype.parse(p) for p in spec.paths]
         self.schedule = path_schedule(spec)

@@ -141,7 +141,8 @@ class GANTrainer:
 
     ``G``/``D`` are the plain modules (state dicts, the EMA, parameter counts); forwards run
     through ``wrap(G)``/``wrap(D)`` (DDP in a Train worker). ``g_options`` go to every G forward
-    (AutoGAN's multi-level search runs the first ``n_cells`` cells). ``state_dict`` and
+    and ``d_options`` to every D forward (AutoGAN's multi-level search runs the first
+    ``n_cells`` cells of G, and D's blocks of that stage). ``state_dict`` and
     ``load_state_dict`` make a run resumable bit-for-bit on CPU (RNG states included).
     """
 
@@ -155,6 +156,7 @@ class GANTrainer:
         noise_seed: int | None = None,
         wrap: Callable[[nn.Module], nn.Module] = _identity,
         g_options: Mapping[str, Any] | None = None,
+        d_options: Mapping[str, Any] | None = None,
     ):
         self.cfg = cfg
         self.device = torch.device(device)
@@ -166,6 +168,7 @@ class GANTrainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=tuple(cfg.betas))
         self.run_g, self.run_d = wrap(self.G), wrap(self.D)
         self.g_options = dict(g_options or {})
+        self.d_options = dict(d_options or {})
         self.step = 0
         seed = cfg.seed if noise_seed is None else noise_seed
         self.noise = torch.Generator(device=self.device).manual_seed(seed)
@@ -189,15 +192,16 @@ class GANTrainer:
             fake = self.run_g(z, _resolve(g_arch), **self.g_options)
         with self._autocast():
             if self.cfg.d_joint_batch:
-                logits = self.run_d(torch.cat([real, fake]), d_arch)
+                logits = self.run_d(torch.cat([real, fake]), d_arch, **self.d_options)
                 return d_hinge_loss(*logits.split(len(real)))
-            return d_hinge_loss(self.run_d(real, d_arch), self.run_d(fake, d_arch))
+            real_logits = self.run_d(real, d_arch, **self.d_options)
+            return d_hinge_loss(real_logits, self.run_d(fake, d_arch, **self.d_options))
 
     def g_loss(self, n: int, g_arch: ArchSource, d_arch: ArchSource) -> torch.Tensor:
         g_arch, d_arch = _resolve(g_arch), _resolve(d_arch)
         with self._autocast():
             fake = self.run_g(self.z(n), g_arch, **self.g_options)
-            return g_hinge_loss(self.run_d(fake, d_arch))
+            return g_hinge_loss(self.run_d(fake, d_arch, **self.d_options))
 
     # -- the weight steps
     def d_step(

@@ -152,6 +152,25 @@ def test_autogan_stops_early_for_multi_level_search():
     assert [net(z, g, n_cells=n).shape[-1] for n in (1, 2, 3)] == [8, 16, 32]
 
 
+def test_autogan_discriminator_grows_with_the_multi_level_stage():
+    """Stage s runs the first s + 1 of D's first three blocks, then its last block (the first
+    two blocks halve the size); the full D is stage 2."""
+    torch.manual_seed(0)
+    d = build_discriminator(Genotype.parse("autogan_d:"), width=8).eval()
+    seen = []
+    for block in d.blocks:
+        block.register_forward_hook(lambda m, i, o: seen.append((m, o.shape[-1])))
+    for n, px, sizes in ((1, 8, [4, 4]), (2, 16, [8, 4, 4]), (3, 32, [16, 8, 8, 8])):
+        seen.clear()
+        assert d(torch.rand(2, 3, px, px) * 2 - 1, n_blocks=n).shape == (2, 1)
+        assert [m for m, _ in seen] == [*d.blocks[:n], d.blocks[3]]
+        assert [size for _, size in seen] == sizes
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(d(x, n_blocks=3), d(x))
+    with pytest.raises(ValueError, match="n_blocks"):
+        d(x, n_blocks=4)
+
+
 def test_initialisation_follows_methods():
     net = build_generator(sample("autogan", 1), width=64)
     bn = net.head[0]

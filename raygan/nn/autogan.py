@@ -226,6 +226,17 @@ class AutoGanDiscriminator(Searchable):
         )
         self.tail = DisTail(width)
 
-    def forward(self, x: torch.Tensor, arch: Arch = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, arch: Arch = None, *, n_blocks: int | None = None
+    ) -> torch.Tensor:
+        """Logits; ``n_blocks`` (1 to 3) runs only the first ``n_blocks`` of the first three
+        blocks, then the last one: AutoGAN's multi-level search grows D with the stage
+        (stage 0 at 8 px: block 1 then block 4), each block keeping its weights as it joins."""
         self.picks(arch)  # validates: the space has one architecture
-        return self.tail(self.blocks(x))
+        if n_blocks is None:
+            return self.tail(self.blocks(x))
+        if not 1 <= n_blocks <= 3:
+            raise ValueError(f"n_blocks must be 1 to 3, got {n_blocks}")
+        for block in [*self.blocks[:n_blocks], self.blocks[-1]]:
+            x = block(x)
+        return self.tail(x)

@@ -215,6 +215,7 @@ class AutoganSearch(common.Driver):
             order="sequential",
             resolution=self.resolution(search.stage),
             n_cells=search.stage + 1,
+            d_blocks=search.stage + 1,  # D grows with the stage, as the authors' shared GAN
             seed=seed,
             init=self.state["supernet"],
             checkpoint_every=max(1, a.round_steps // 4),
