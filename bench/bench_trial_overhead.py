@@ -4,9 +4,9 @@ A trial is one fresh worker process, so the fair baseline is a fresh process too
 run is ``python -c "run_trial(...)"`` in a subprocess, timed from spawn to exit (interpreter,
 imports and all), with the same thread count Ray gives a trial of ``--cpus`` CPUs. The Tune
 run is a one-trial ``raygan.trainable.fit_trials`` (what ``raygan train`` runs) on an already
-started Ray (``ray.init`` is a once-per-search cost, not a per-trial one). The step count is calibrated first so the direct
-run takes about ``--seconds``. The ratio (Tune wall / direct wall - 1) is the overhead; the
-target is under 10% at 30 s.
+started Ray (``ray.init`` is a once-per-search cost, not a per-trial one). The step count is
+calibrated first so the direct run takes about ``--seconds``. The ratio (Tune wall / direct
+wall - 1) is the overhead; the target is under 10% at 30 s.
 
     python bench/bench_trial_overhead.py --seconds 30
 """

@@ -12,7 +12,7 @@ df 128, batches 128/64), n_critic 5. Each size's step count is calibrated so tha
 trial trains about ``--seconds``. Two aggregate throughputs, in real images through D per
 second: "sum" adds the trials' own training rates (exact when the trials overlap fully, an
 upper bound otherwise) and "e2e" divides every image by the wall time of the whole
-``Tuner.fit`` (trial start, evaluation and Ray's bookkeeping included: a lower bound). The
+``fit_trials`` (trial start, evaluation and Ray's bookkeeping included: a lower bound). The
 GPU's peak memory in use (all processes) comes from ``nvidia-smi``.
 """
 

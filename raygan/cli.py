@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -195,7 +196,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cluster.connect(args.address)
     (trial,) = fit_trials(
         cluster.storage_uri(out),
-        "tune",
+        f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",  # a new run, not a restore
         resources=cluster.trial_resources(args.cpus, args.gpus),
         param_space=config,
     )

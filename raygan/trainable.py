@@ -160,6 +160,9 @@ def prepare(
         inherit_weights(trainer, config["init_g"], config["init_d"])
         return trainer, batches
     state = torch.load(os.path.join(resume_dir, STATE_FILE), map_location=device, weights_only=True)
+    if "G" not in state:  # a trial of zero steps keeps only the generator it scored
+        trainer.G_ema.load_state_dict(state["G_ema"])
+        return trainer, batches
     trainer.load_state_dict(state)
     if batches is not None:
         batches.load_state_dict(state["data"])
@@ -339,7 +342,7 @@ def trial_dirname(trial: Any) -> str:
 
 def trial_id(result: Any) -> str:
     """A Tune result's trial id (an errored trial that never reported has only its folder,
-    named by :func:`raygan.strategies.common.trial_dirname`)."""
+    named by :func:`trial_dirname`)."""
     return result.metrics.get("trial_id") or os.path.basename(result.path).removeprefix("trial-")
 
 

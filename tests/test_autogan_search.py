@@ -58,8 +58,9 @@ def search(ray_local, tmp_path_factory) -> SimpleNamespace:
     out = str(tmp_path_factory.mktemp("autogan") / "search")
     argv = ["search", "autogan", *TINY, "--out", out]
     rounds: list[tuple[supernet.RoundSpec, supernet.RoundResult]] = []
-    # the driver loop's hook points: autogan.shared_round looks up `supernet.train_round` on
-    # the module at call time, Driver.run calls `common.append_once` and `self.save()`
+    # the driver loop's hook points: Driver.train_round (every shared round) looks up
+    # `supernet.train_round` on the module at call time; Driver.run calls `self.save()` and
+    # the module's `append_once`
     train_round, save, append_once = (
         supernet.train_round,
         common.Driver.save,
@@ -208,9 +209,11 @@ def test_interrupted_search_resumes_with_the_saved_controller(search):
 
 
 def state_files(out: str) -> dict[str, bytes]:
-    """The saved state and the table, byte for byte."""
-    names = [common.Driver.STATE, results.TABLE_NAME]
-    return {name: Path(out, name).read_bytes() for name in names}
+    """The saved search state (its JSON and any tensors file beside it) and every file of the
+    table (a folder of parquet parts), byte for byte."""
+    stem = Path(common.Driver.STATE).stem
+    files = [*Path(out).glob(f"{stem}*"), *Path(out, results.TABLE_NAME).rglob("*")]
+    return {str(f): f.read_bytes() for f in sorted(files) if f.is_file()}
 
 
 @pytest.mark.parametrize(

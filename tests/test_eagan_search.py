@@ -91,8 +91,11 @@ def kill_processes_naming(text: str) -> None:
 
 
 def state_files(out: str) -> dict[str, bytes]:
-    """The saved search state and the table, byte for byte."""
-    return {name: Path(out, name).read_bytes() for name in (Driver.STATE, results.TABLE_NAME)}
+    """The saved search state (its JSON and any tensors file beside it) and every file of the
+    table (a folder of parquet parts), byte for byte."""
+    stem = Path(Driver.STATE).stem
+    files = [*Path(out).glob(f"{stem}*"), *Path(out, results.TABLE_NAME).rglob("*")]
+    return {str(f): f.read_bytes() for f in sorted(files) if f.is_file()}
 
 
 @pytest.fixture(scope="module")
