@@ -34,7 +34,6 @@ from raygan.errors import UsageError
 from raygan.nn.arch import edge_specs
 from raygan.spec import Spec
 from raygan.strategies import common
-from raygan.strategies.common import Option
 
 HELP = "AdversarialNAS: differentiable search of G and D together (Ray Train, DDP)"
 
@@ -45,16 +44,7 @@ RETRAIN_D = "autogan_d:"
 STRATEGY = "adversarialnas"
 
 
-OPTIONS: dict[str, Option] = {
-    **common.METHOD_OPTIONS,
-    "batch": Option(int, "real images per D iteration, over all workers", minimum=1),
-    "epochs": Option(int, "passes over the training images", minimum=1),
-    "n_critic": Option(int, "D iterations per G step", minimum=1),
-    "gumbel": Option(bool, "mixed-op weights as Gumbel-softmax samples of the logits"),
-    "tau_start": Option(float, "Gumbel temperature at start", above_zero=True),
-    "tau_end": Option(float, "Gumbel temperature at the end", above_zero=True),
-    "keep_searched_d": Option(bool, "best.yaml keeps the searched D instead of AutoGAN-D"),
-}
+OPTIONS = common.method_options("adversarialnas")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -35,7 +35,6 @@ from raygan.searchers.asktell import Suggestion, objectives_of
 from raygan.searchers.controller import ControllerSearch
 from raygan.spec import Spec
 from raygan.strategies import common
-from raygan.strategies.common import Option
 
 HELP = "AutoGAN: RL controller over a shared GAN, grown cell by cell (8, 16, 32 px)"
 
@@ -46,24 +45,7 @@ LAST_STAGE = len(spaces.get("autogan").cells) - 1
 """MLAS searches one cell per stage: stages 0, 1, 2."""
 
 
-OPTIONS: dict[str, Option] = {
-    **common.METHOD_OPTIONS,
-    **common.BATCH_OPTIONS,
-    "iterations": Option(int, "search iterations over all stages", minimum=3),  # one per stage
-    "grow_at": Option(
-        str, "iterations where MLAS grows to the next cell, e.g. 15,35 (two numbers)"
-    ),
-    "controller_steps": Option(int, "controller updates per iteration", minimum=1),
-    "controller_batch": Option(
-        int, "architectures per controller update, scored in parallel (paper: 1)", minimum=1
-    ),
-    "round_steps": Option(int, "shared-GAN generator steps per iteration", minimum=1),
-    "n_critic": Option(int, "D steps per G step in shared training", minimum=1),
-    "candidates": Option(int, "architectures scored at a stage's end", minimum=1),
-    "keep": Option(int, "prefixes kept per stage, and top-k at the end", minimum=1),
-    "reset_window": Option(int, "losses watched for dynamic reset (0: no reset)", minimum=0),
-    "reset_var": Option(float, "loss variance under which G and D reset", above_zero=True),
-}
+OPTIONS = common.method_options("autogan")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

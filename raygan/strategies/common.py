@@ -13,7 +13,10 @@ import argparse
 import math
 import os
 from collections.abc import Callable, Mapping
+from importlib import resources
 from typing import Any, NamedTuple
+
+import yaml
 
 from raygan import results, state, storage
 from raygan.errors import UsageError
@@ -58,10 +61,24 @@ METHOD_OPTIONS: dict[str, Option] = {
 """Options every method has: widths during search and in the files written, the shared
 rounds' workers, and how every training runs on a GPU."""
 
-BATCH_OPTIONS: dict[str, Option] = {
-    "g_batch": Option(int, "generator batch size", minimum=1),
-    "d_batch": Option(int, "discriminator batch size (real images)", minimum=1),
-}
+OPTION_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def method_options(strategy: str) -> dict[str, Option]:
+    """:data:`METHOD_OPTIONS` plus the method's own, which are data beside its presets
+    (``raygan/presets/<strategy>.options.yaml``: type, smallest value, help line)."""
+    text = resources.files("raygan").joinpath("presets", f"{strategy}.options.yaml").read_text()
+    own = {
+        name: Option(
+            OPTION_TYPES[o["type"]],
+            o["help"],
+            minimum=o.get("min"),
+            above_zero=o.get("above_zero", False),
+            choices=tuple(o["choices"]) if "choices" in o else None,
+        )
+        for name, o in yaml.safe_load(text).items()
+    }
+    return {**METHOD_OPTIONS, **own}
 
 
 def add_options(parser: argparse.ArgumentParser, options: Mapping[str, Option]) -> None:

@@ -31,7 +31,6 @@ from raygan.searchers.base import Suggestion
 from raygan.searchers.nsga2 import NSGA2
 from raygan.spec import Spec
 from raygan.strategies import common
-from raygan.strategies.common import Option
 
 HELP = "EAGAN: two-stage NSGA-II evolution of G (shared supernet), then D (weight resetting)"
 
@@ -43,30 +42,7 @@ OBJECTIVES = {1: ("is", "fid", "g_params"), 2: ("is", "fid", "d_params")}
 MODES = ("max", "min", "min")
 
 
-OPTIONS: dict[str, Option] = {
-    **common.METHOD_OPTIONS,
-    **common.BATCH_OPTIONS,
-    "population": Option(int, "P, individuals per generation (even)", minimum=4),
-    "generations": Option(int, "generations per stage (the first included)", minimum=1),
-    "warmup_steps": Option(int, "stage-1 supernet warm-up (G steps)", minimum=0),
-    "round_steps": Option(int, "stage-1 supernet steps per generation", minimum=1),
-    "finetune_steps": Option(int, "steps each stage-1 candidate fine-tunes", minimum=0),
-    "s1_n_critic": Option(int, "stage-1 D steps per G step", minimum=1),
-    "s1_g_lr": Option(float, "stage-1 generator learning rate", above_zero=True),
-    "s1_d_lr": Option(float, "stage-1 discriminator learning rate", above_zero=True),
-    "s2_round_steps": Option(
-        int, "stage-2 G steps per generation, shared by the P pairs", minimum=1
-    ),
-    "s2_n_critic": Option(int, "stage-2 D steps per G step", minimum=1),
-    "s2_lr": Option(float, "stage-2 learning rate of G and D", above_zero=True),
-    "keep_weights": Option(
-        str,
-        "trained weights kept on disk: 'all' (every trial and supernet round), or 'last' (each "
-        "stage's last generation and the last supernet round; older ones are deleted once "
-        "nothing reads them; the table keeps every row). Quick: all; paper: last",
-        choices=("all", "last"),
-    ),
-}
+OPTIONS = common.method_options("eagan")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
