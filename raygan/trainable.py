@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+import pyarrow.fs as pafs
 import torch
 from ray import tune
 
@@ -306,6 +307,8 @@ def fit_trials(
     """
     trainable = tune.with_resources(train_pair, resources)
     path = storage.join(storage_path, name)
+    if storage.exists(storage.join(path, "tuner.pkl")) and not restorable(path):
+        storage.delete(path)  # its trials are deterministic: run afresh rather than half-restored
     if storage.exists(storage.join(path, "tuner.pkl")):
         tuner = tune.Tuner.restore(path, trainable, resume_errored=resume_errored)
     else:
@@ -333,6 +336,27 @@ def fit_trials(
         # the caller's state stays at its boundary and a rerun restores this Tune experiment.
         raise KeyboardInterrupt
     return trials
+
+
+def restorable(path: str) -> bool:
+    """Whether Tune experiment ``path`` has a whole experiment state to restore from. A driver
+    killed while Tune wrote that file leaves it truncated, and Tune then restarts the experiment
+    around the searcher's older state, losing proposals; such an experiment is run afresh."""
+    fs, inner = storage.filesystem(path)
+    found = fs.get_file_info(pafs.FileSelector(inner))
+    states = sorted(
+        f.path
+        for f in found
+        if f.base_name.startswith("experiment_state-") and f.path.endswith(".json")
+    )
+    if not states:
+        return False
+    with fs.open_input_stream(states[-1]) as f:
+        try:
+            json.loads(f.readall())
+        except ValueError:
+            return False
+    return True
 
 
 def trial_dirname(trial: Any) -> str:

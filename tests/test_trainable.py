@@ -97,3 +97,16 @@ def test_a_path_scored_as_inherited_does_not_depend_on_the_supernets_batch_norm_
         assert all(scored[k].mean() != var for k in scored if k.endswith("running_var"))
     assert finals[0]["status"] == finals[1]["status"] == "ok"
     assert finals[0]["fid"] == finals[1]["fid"] and finals[0]["is"] == finals[1]["is"]
+
+
+def test_an_experiment_whose_state_a_kill_cut_short_is_not_restored(tmp_path):
+    """A driver killed while Tune wrote its experiment state leaves the file truncated; Tune
+    would restart around a stale searcher, so the experiment runs afresh instead."""
+    from raygan.trainable import restorable
+
+    (tmp_path / "tuner.pkl").write_bytes(b"tuner")
+    assert not restorable(str(tmp_path))  # no experiment state yet
+    (tmp_path / "experiment_state-2026-12-02_00-45-09.json").write_text('{"trials": []}')
+    assert restorable(str(tmp_path))
+    (tmp_path / "experiment_state-2026-12-02_00-45-31.json").write_text("")  # the newest, cut
+    assert not restorable(str(tmp_path))
