@@ -33,7 +33,7 @@ from raygan import results, spaces, storage, supernet
 from raygan.errors import UsageError
 from raygan.nn.arch import edge_specs
 from raygan.spec import Spec
-from raygan.strategies import common
+from raygan.strategies import common, options
 
 HELP = "AdversarialNAS: differentiable search of G and D together (Ray Train, DDP)"
 
@@ -44,16 +44,16 @@ RETRAIN_D = "autogan_d:"
 STRATEGY = "adversarialnas"
 
 
-OPTIONS = common.method_options("adversarialnas")
+OPTIONS = options.method_options("adversarialnas")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    common.add_options(p, OPTIONS)
+    options.add_options(p, OPTIONS)
 
 
 def validate(args: Spec) -> None:
     """Every problem in the options, before Ray starts."""
-    common.validate(args, OPTIONS)
+    options.validate(args, OPTIONS)
     if args.batch % (2 * args.workers):
         raise UsageError(
             f"--batch {args.batch} must split into an even share per worker "
@@ -177,5 +177,5 @@ class AdversarialnasSearch(common.Driver):
 
 def run(args: Spec) -> int:
     """Search with ``args``, a spec that :func:`validate` passed."""
-    common.check_dataset(args)
+    options.check_dataset(args)
     return common.run_driver(STRATEGY, AdversarialnasSearch(args, STRATEGY))

@@ -34,7 +34,7 @@ from raygan.errors import UsageError
 from raygan.searchers.asktell import Suggestion, objectives_of
 from raygan.searchers.controller import ControllerSearch
 from raygan.spec import Spec
-from raygan.strategies import common
+from raygan.strategies import common, options
 
 HELP = "AutoGAN: RL controller over a shared GAN, grown cell by cell (8, 16, 32 px)"
 
@@ -45,11 +45,11 @@ LAST_STAGE = len(spaces.get("autogan").cells) - 1
 """MLAS searches one cell per stage: stages 0, 1, 2."""
 
 
-OPTIONS = common.method_options("autogan")
+OPTIONS = options.method_options("autogan")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    common.add_options(p, OPTIONS)
+    options.add_options(p, OPTIONS)
 
 
 def grow_points(args: argparse.Namespace) -> tuple[int, int]:
@@ -73,7 +73,7 @@ def stage_iterations(args: argparse.Namespace) -> tuple[int, int, int]:
 
 def validate(args: Spec) -> None:
     """Every problem in the spec, before Ray starts."""
-    common.validate(args, OPTIONS)
+    options.validate(args, OPTIONS)
     grow_points(args)
     if args.keep > args.candidates:
         raise UsageError(f"--keep ({args.keep}) cannot exceed --candidates ({args.candidates})")
@@ -297,5 +297,5 @@ def report_iteration(rows: list[dict[str, Any]], search: ControllerSearch, stage
 
 def run(args: Spec) -> int:
     """Search with ``args``, a spec that :func:`validate` passed."""
-    common.check_dataset(args)
+    options.check_dataset(args)
     return common.run_driver("autogan", AutoganSearch(args, "autogan"))

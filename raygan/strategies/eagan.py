@@ -30,7 +30,7 @@ from raygan.errors import UsageError
 from raygan.searchers.base import Suggestion
 from raygan.searchers.nsga2 import NSGA2
 from raygan.spec import Spec
-from raygan.strategies import common
+from raygan.strategies import common, options
 
 HELP = "EAGAN: two-stage NSGA-II evolution of G (shared supernet), then D (weight resetting)"
 
@@ -42,11 +42,11 @@ OBJECTIVES = {1: ("is", "fid", "g_params"), 2: ("is", "fid", "d_params")}
 MODES = ("max", "min", "min")
 
 
-OPTIONS = common.method_options("eagan")
+OPTIONS = options.method_options("eagan")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    common.add_options(p, OPTIONS)
+    options.add_options(p, OPTIONS)
     p.add_argument(
         "--s2-steps",
         type=int,
@@ -68,7 +68,7 @@ def stage2_steps(args: Spec) -> int:
 
 def validate(args: Spec) -> None:
     """Every problem in the spec, before Ray starts."""
-    common.validate(args, OPTIONS)
+    options.validate(args, OPTIONS)
     if args.population % 2:
         raise UsageError(f"--population must be even and at least 4, got {args.population}")
     if (steps := stage2_steps(args)) < 1:
@@ -293,5 +293,5 @@ def pick_best(front: pd.DataFrame, objectives: tuple[str, ...]) -> pd.Series:
 
 def run(args: Spec) -> int:
     """Search with ``args``, a spec that :func:`validate` passed."""
-    common.check_dataset(args)
+    options.check_dataset(args)
     return common.run_driver("eagan", EaganSearch(args, "eagan"))
