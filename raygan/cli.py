@@ -142,21 +142,6 @@ def resolve_arch(args: argparse.Namespace):
     return dataclasses.replace(arch, gf=zoo.scaled(arch.gf, scale), df=zoo.scaled(arch.df, scale))
 
 
-def check_dataset(args: argparse.Namespace, resolution: int) -> None:
-    from raygan import data
-
-    try:
-        data.load(
-            args.dataset,
-            root=args.data_root,
-            resolution=resolution,
-            max_images=8,
-            download=args.download,
-        )
-    except data.DatasetMissing as err:
-        raise UsageError(str(err)) from None
-
-
 def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
     return {
         "g": str(arch.g),
@@ -184,6 +169,7 @@ def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from raygan import cluster, results
+    from raygan.strategies.options import check_dataset
     from raygan.trainable import fit_trials, row_fields
 
     arch = resolve_arch(args)

@@ -134,11 +134,18 @@ def check_resources(args: argparse.Namespace) -> None:
         )
 
 
-def check_dataset(args: argparse.Namespace) -> None:
-    """The dataset can be read (a missing download stops here, before Ray starts)."""
+def check_dataset(args: argparse.Namespace, resolution: int | None = None) -> None:
+    """The dataset can be read, at ``resolution`` if given (a missing download stops here,
+    before Ray starts)."""
     from raygan import data
 
     try:
-        data.load(args.dataset, root=args.data_root, max_images=8, download=args.download)
+        data.load(
+            args.dataset,
+            root=args.data_root,
+            resolution=resolution,
+            max_images=8,
+            download=args.download,
+        )
     except data.DatasetMissing as err:
         raise UsageError(str(err)) from None
