@@ -17,14 +17,19 @@ Datasets, by registry name:
   resized.
 
 Real datasets are never downloaded unless the caller passes ``download=True``; a missing file
-raises :class:`DatasetMissing` naming what is expected where.
+raises :class:`DatasetMissing` naming what is expected where. CIFAR-10 and STL-10 files are
+checked against their published md5 sums before anything reads them (torchvision unpickles
+CIFAR-10's batches); a file that differs raises :class:`DatasetNotPublished`.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +41,13 @@ import torch.nn.functional as F
 
 class DatasetMissing(ValueError):
     """A dataset's files are not where the loader looks for them."""
+
+
+class DatasetNotPublished(DatasetMissing):
+    """A dataset file is there but is not the published one (its md5 differs): never read.
+
+    A :class:`DatasetMissing`, so that whatever reports a missing dataset as one line (the
+    command line: exit code 2) reports this one too."""
 
 
 def cache_dir() -> Path:
@@ -189,9 +201,9 @@ def _load_shapes(
 def _presence_checked(cls: type) -> type:
     """``cls`` with its md5 sums blanked, so that torchvision checks files exist, not content.
 
-    torchvision md5-checks every file at every construction (2.6 GB for STL-10, at every
-    trial start). Downloads are still verified, by the archive checksum torchvision checks
-    when it fetches; a damaged file still fails loudly when it is parsed.
+    raygan checks the content itself first (:func:`_verify`), before the class is built:
+    torchvision would otherwise hash every file again at every construction (2.6 GB for
+    STL-10, at every trial start).
     """
     attrs: dict = {
         "train_list": [[name, None] for name, _ in cls.train_list],
@@ -212,10 +224,16 @@ def _torchvision(name: str) -> tuple[type, type]:
     return cls, _presence_checked(cls)
 
 
-def _expected_files(cls: type) -> list[str]:
-    names = [name for name, _ in cls.train_list + cls.test_list]
+def _published(cls: type) -> list[tuple[str, str]]:
+    """``(file name, published md5)`` of every file of a torchvision dataset, read from the
+    class's own attributes (``train_list``, ``test_list``, ``meta``) at each call."""
+    files = [(name, md5) for name, md5 in cls.train_list + cls.test_list]
     meta = getattr(cls, "meta", None)
-    return [*names, meta["filename"]] if meta else names
+    return [*files, (meta["filename"], meta["md5"])] if meta else files
+
+
+def _expected_files(cls: type) -> list[str]:
+    return [name for name, _ in _published(cls)]
 
 
 def _missing(root: Path | str, folder: str, names: list[str]) -> list[str]:
@@ -223,6 +241,8 @@ def _missing(root: Path | str, folder: str, names: list[str]) -> list[str]:
 
 
 def _require(root: Path, cls: type, title: str, home: str, download: bool) -> None:
+    """Every file is present: else download the archive (``download``; torchvision checks its
+    published md5) or raise :class:`DatasetMissing`."""
     missing = _missing(root, cls.base_folder, _expected_files(cls))
     if missing and not download:
         raise DatasetMissing(
@@ -230,6 +250,96 @@ def _require(root: Path, cls: type, title: str, home: str, download: bool) -> No
             f"extract {cls.filename} from {home} into {root} (or set RAYGAN_DATA to where it "
             f"is), or ask for a download (--download; download=True in Python)"
         )
+    if missing:
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified_path() -> Path:
+    return cache_dir() / "verified-datasets.json"
+
+
+def _stamp(path: Path, md5: str) -> dict[str, int | str]:
+    """What a cached verification of ``path`` is valid for: the md5 it matched, and the file's
+    size, inode, mtime and ctime (a replaced file, even one given its old mtime back, has a
+    new ctime)."""
+    st = path.stat()
+    return {
+        "md5": md5,
+        "size": st.st_size,
+        "ino": st.st_ino,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+    }
+
+
+def _read_verified() -> dict[str, dict]:
+    try:
+        verified = json.loads(_verified_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return verified if isinstance(verified, dict) else {}
+
+
+def _write_verified(verified: dict[str, dict]) -> None:
+    """Write the cache atomically; a cache that can't be written only means hashing again."""
+    path = _verified_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(verified, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _verify(root: Path, cls: type, title: str, home: str, cache: bool) -> None:
+    """Check every file of ``cls`` under ``root`` against its published md5 before anything
+    reads it; a file that differs raises :class:`DatasetNotPublished` (one line, naming it).
+
+    Without ``cache`` every file is hashed at every call: CIFAR-10 (170 MB, about a second),
+    whose batches torchvision unpickles, so a file is never trusted on anything but its
+    content. With ``cache`` (STL-10: 2.6 GB, which torchvision reads as raw uint8 arrays, so
+    no code can run from it) a file that matched is recorded in ``verified-datasets.json``
+    under :func:`cache_dir`, keyed by its resolved path, with the md5 it matched and its
+    size, inode, mtime and ctime (:func:`_stamp`); while all of those still hold it is not
+    hashed again, so each file is hashed once per node. A changed or replaced file, or a
+    different published md5, misses the cache and is hashed again.
+    """
+    folder = root / cls.base_folder
+    verified = _read_verified() if cache else {}
+    recorded = False
+    for name, md5 in _published(cls):
+        path = folder / name
+        key = str(path.resolve())
+        if cache and verified.get(key) == _stamp(path, md5):
+            continue
+        actual = _md5(path)
+        if actual != md5:
+            raise DatasetNotPublished(
+                f"{title} file {path} is not the published file (md5 {actual}, published "
+                f"{md5}); refusing to read it: replace it with the one from {home}, or "
+                f"delete it and ask for a download (--download; download=True in Python)"
+            )
+        if cache:
+            verified[key] = _stamp(path, md5)
+            recorded = True
+    if recorded:
+        _write_verified(verified)
+
+
+CIFAR10_HOME = "https://www.cs.toronto.edu/~kriz/cifar.html"
+STL10_HOME = "https://cs.stanford.edu/~acoates/stl10/"
 
 
 def _load_cifar10(
@@ -237,8 +347,9 @@ def _load_cifar10(
 ) -> torch.Tensor:
     root = Path(root or data_root())
     cls, checked = _torchvision("CIFAR10")
-    _require(root, cls, "CIFAR-10", "https://www.cs.toronto.edu/~kriz/cifar.html", download)
-    ds = checked(str(root), train=True, download=download)
+    _require(root, cls, "CIFAR-10", CIFAR10_HOME, download)
+    _verify(root, cls, "CIFAR-10", CIFAR10_HOME, cache=False)  # before torchvision unpickles
+    ds = checked(str(root), train=True, download=False)
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)  # stored HWC
     return resize(_subset(images, max_images, seed), resolution)
 
@@ -248,8 +359,9 @@ def _load_stl10(
 ) -> torch.Tensor:
     root = Path(root or data_root())
     cls, checked = _torchvision("STL10")
-    _require(root, cls, "STL-10", "https://cs.stanford.edu/~acoates/stl10/", download)
-    ds = checked(str(root), split="train+unlabeled", download=download)
+    _require(root, cls, "STL-10", STL10_HOME, download)
+    _verify(root, cls, "STL-10", STL10_HOME, cache=True)
+    ds = checked(str(root), split="train+unlabeled", download=False)
     images = torch.from_numpy(ds.data)  # already CHW
     return resize(_subset(images, max_images, seed), resolution)
 

@@ -1,7 +1,20 @@
 """raygan.data: real torchvision loaders on files written in the datasets' own formats, the
-image folder, the procedural ``shapes`` set, and the device batch sampler."""
+image folder, the procedural ``shapes`` set, and the device batch sampler.
 
+The files the tests write are small, so they are not the published CIFAR-10 and STL-10 files
+and raygan's md5 check refuses them. A test that loads them makes them "published" with
+:func:`publish`, which patches torchvision's class attributes (``train_list``, ``test_list``,
+``meta``), where raygan reads the published md5 sums, with the sums of the files just written,
+for that test only (``monkeypatch``). raygan itself has no hook for adding sums: its check runs
+unchanged in every test (hashing, comparing, the STL-10 cache), and only the expected values
+differ; the malicious-file tests patch in the sums of the benign files, then swap one file.
+"""
+
+import hashlib
+import json
+import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,8 +69,48 @@ def write_stl10(root) -> np.ndarray:
     return np.concatenate([images["train"], images["unlabeled"]])
 
 
-def test_cifar10_through_torchvision(tmp_path):
+def publish(monkeypatch, cls, root) -> None:
+    """Make the files written under ``root`` the published ones for this test: torchvision's
+    md5 lists on ``cls`` hold their sums until the test ends (see the module docstring)."""
+    folder = root / cls.base_folder
+
+    def listed(files):
+        return [[name, hashlib.md5((folder / name).read_bytes()).hexdigest()] for name, _ in files]
+
+    monkeypatch.setattr(cls, "train_list", listed(cls.train_list))
+    monkeypatch.setattr(cls, "test_list", listed(cls.test_list))
+    if hasattr(cls, "meta"):
+        [[_, md5]] = listed([[cls.meta["filename"], None]])
+        monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5})
+
+
+@pytest.fixture
+def hashed(monkeypatch):
+    """The names of the files raygan hashes, in order, as the test goes."""
+    names: list[str] = []
+    real = data._md5
+
+    def counting(path):
+        names.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(data, "_md5", counting)
+    return names
+
+
+class CreatesMarker:
+    """Unpickling this opens (creates) ``marker``: what a malicious pickle can do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_cifar10_through_torchvision(tmp_path, monkeypatch):
     expected = write_cifar10(tmp_path)
+    publish(monkeypatch, CIFAR10, tmp_path)
     images = data.load("cifar10", root=tmp_path)
     assert images.dtype == torch.uint8 and images.shape == (20, 3, 32, 32)
     assert torch.equal(images, torch.from_numpy(expected))
@@ -67,8 +120,9 @@ def test_cifar10_through_torchvision(tmp_path):
     assert torch.equal(subset, data.load("cifar10", root=tmp_path, max_images=5, seed=3))
 
 
-def test_stl10_is_train_plus_unlabeled_at_48(tmp_path):
+def test_stl10_is_train_plus_unlabeled_at_48(tmp_path, monkeypatch):
     expected = torch.from_numpy(write_stl10(tmp_path))
+    publish(monkeypatch, STL10, tmp_path)
     images = data.load("stl10", root=tmp_path)
     assert images.shape == (5, 3, 48, 48)
     assert torch.equal(data.load("stl10", root=tmp_path, resolution=96), expected)
@@ -95,6 +149,105 @@ def test_missing_files_are_listed_not_present_ones(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
     with pytest.raises(data.DatasetMissing, match=r"\{test_batch\}"):
         data.load("cifar10", root=tmp_path)
+
+
+def test_files_that_are_not_the_published_ones_are_refused(tmp_path):
+    """torchvision's own published sums (nothing patched): the small files written here are
+    not CIFAR-10's or STL-10's, so raygan refuses them, naming the first file."""
+    write_cifar10(tmp_path)
+    write_stl10(tmp_path)
+    for name, folder, file in [
+        ("cifar10", "cifar-10-batches-py", "data_batch_1"),
+        ("stl10", "stl10_binary", "train_X.bin"),
+    ]:
+        with pytest.raises(data.DatasetNotPublished) as err:
+            data.load(name, root=tmp_path)
+        message = str(err.value)
+        assert "\n" not in message and "is not the published file" in message
+        assert f"{tmp_path / folder / file} " in message
+        assert isinstance(err.value, data.DatasetMissing)  # reported as one line by the CLI
+
+
+def test_a_malicious_cifar10_batch_is_refused_and_never_unpickled(tmp_path, monkeypatch):
+    write_cifar10(tmp_path)
+    publish(monkeypatch, CIFAR10, tmp_path)  # every file as written is "published" ...
+    marker = tmp_path / "unpickled"
+    batch = {"batch_label": "x", "data": CreatesMarker(marker), "labels": [], "filenames": []}
+    evil = pickle.dumps(batch)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(evil)  # ... but this one
+    with pytest.raises(data.DatasetNotPublished) as err:
+        data.load("cifar10", root=tmp_path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"{tmp_path}/cifar-10-batches-py/data_batch_3 is not the published file" in message
+    assert not marker.exists()
+    # the payload is live: unpickling it does create the marker
+    pickle.loads(evil)
+    assert marker.exists()
+
+
+def test_cifar10_is_hashed_at_every_load(tmp_path, monkeypatch, hashed):
+    write_cifar10(tmp_path)
+    publish(monkeypatch, CIFAR10, tmp_path)
+    data.load("cifar10", root=tmp_path)
+    data.load("cifar10", root=tmp_path)
+    files = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list] + ["batches.meta"]
+    assert hashed == files + files
+
+
+def test_stl10_is_hashed_once_then_cached_until_a_file_changes(tmp_path, monkeypatch, hashed):
+    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
+    expected = torch.from_numpy(write_stl10(tmp_path))
+    publish(monkeypatch, STL10, tmp_path)
+    files = [name for name, _ in STL10.train_list + STL10.test_list]
+    assert torch.equal(data.load("stl10", root=tmp_path, resolution=96), expected)
+    assert hashed == files
+    cached = json.loads((tmp_path / "cache" / "verified-datasets.json").read_text())
+    path = str((tmp_path / "stl10_binary" / "unlabeled_X.bin").resolve())
+    assert cached[path]["md5"] == dict(STL10.train_list)["unlabeled_X.bin"]
+    assert {"size", "mtime_ns", "ctime_ns", "ino"} <= set(cached[path])
+    data.load("stl10", root=tmp_path)
+    assert hashed == files  # the second load hashed nothing
+
+    # the same size, and the old mtime put back: still hashed again, and refused
+    target = tmp_path / "stl10_binary" / "unlabeled_X.bin"
+    st = target.stat()
+    target.write_bytes(bytes(st.st_size))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(data.DatasetNotPublished, match=r"unlabeled_X\.bin is not the published"):
+        data.load("stl10", root=tmp_path)
+    assert hashed[len(files) :] == ["unlabeled_X.bin"]
+
+
+def test_stl10_cache_holds_only_for_the_md5_it_matched(tmp_path, monkeypatch):
+    """A file verified against one published sum is not taken as verified against another."""
+    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
+    write_stl10(tmp_path)
+    with monkeypatch.context() as patched:
+        publish(patched, STL10, tmp_path)
+        data.load("stl10", root=tmp_path)
+    with pytest.raises(data.DatasetNotPublished, match=r"train_X\.bin is not the published"):
+        data.load("stl10", root=tmp_path)  # torchvision's real sums again
+
+
+def test_download_fetches_the_archive_then_checks_its_files(tmp_path, monkeypatch, hashed):
+    """download=True fetches torchvision's archive (checked against its published md5 by
+    torchvision), and the files it held are md5-checked before they are read."""
+    import torchvision.datasets.utils as tv_utils
+
+    fetched = []
+
+    def fake_download(url, root, filename, md5):
+        fetched.append((url, filename, md5))
+        write_cifar10(Path(root))
+        publish(monkeypatch, CIFAR10, Path(root))
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
+    assert data.load("cifar10", root=tmp_path, download=True).shape == (20, 3, 32, 32)
+    assert fetched == [(CIFAR10.url, CIFAR10.filename, CIFAR10.tgz_md5)]
+    assert len(hashed) == 7
+    data.load("cifar10", root=tmp_path, download=True)  # present: no second download
+    assert len(fetched) == 1
 
 
 def test_image_folder_recursive_cropped_and_resized(tmp_path):
