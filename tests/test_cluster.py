@@ -78,6 +78,129 @@ def test_cluster_yaml_passes_ray_validation_and_keeps_secrets_and_dashboard_priv
     assert "ssh_private_key" not in config.get("auth", {})
 
 
+def _policy(name: str) -> list[dict]:
+    """The statements of an IAM policy in docs/, each with Action and Resource as lists."""
+    statements = json.loads((ROOT / "docs" / name).read_text())["Statement"]
+    for st in statements:
+        for field in ("Action", "Resource"):
+            if isinstance(st.get(field), str):
+                st[field] = [st[field]]
+    return statements
+
+
+def _check_s3_statements(statements: list[dict], bucket: str, prefix: str) -> None:
+    """S3 objects only under the prefix; listing only under it, or with no prefix at all
+    (HeadBucket, which pyarrow's create_dir sends: see docs/cluster.md)."""
+    s3 = [st for st in statements if any(a.startswith("s3:") for a in st["Action"])]
+    objects = [st for st in s3 if st["Action"] != ["s3:ListBucket"]]
+    listing = [st for st in s3 if st["Action"] == ["s3:ListBucket"]]
+    assert {a for st in objects for a in st["Action"]} >= {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+    }
+    assert all(r == f"{bucket}/{prefix}*" for st in objects for r in st["Resource"])
+    assert "Condition" not in str(objects) and len(listing) == 2
+    conditions = []
+    for st in listing:
+        assert st["Resource"] == [bucket] and set(st["Condition"]) <= {"StringLike", "Null"}
+        conditions.append(st["Condition"])
+    assert {"StringLike": {"s3:prefix": [f"{prefix}*"]}} in conditions
+    assert {"Null": {"s3:prefix": "true"}} in conditions
+
+
+def test_cluster_yaml_least_privilege_pinned_install_token_auth_and_ssh_from_one_cidr(
+    monkeypatch,
+):
+    """The four properties of docs/cluster.md's Security section, read from the file and the
+    policies as data (no AWS account is involved); Ray's own launcher code shows that `ray up`
+    then creates neither an IAM role nor a security group of its own."""
+    import copy
+    import re
+
+    from ray.autoscaler._private.aws import config as aws_config
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    text = (ROOT / "cluster.yaml").read_text()
+    config = yaml.safe_load(text)
+    validate_config(prepare_config(copy.deepcopy(config)))
+    head = config["head_node_type"]
+    types = config["available_node_types"]
+    workers = [t for t in types if t != head]
+    nodes = {t: types[t]["node_config"] for t in types}
+    docs = (ROOT / "docs" / "cluster.md").read_text()
+
+    # 1. IAM: a profile per node type, not Ray's default, each with a least-privilege policy
+    profiles = {t: nodes[t]["IamInstanceProfile"]["Name"] for t in types}
+    assert "ray-autoscaler-v1" not in profiles.values()
+    (worker_profile,) = {profiles[t] for t in workers}
+    assert profiles[head] != worker_profile
+    bucket, prefix = "arn:aws:s3:::YOUR_BUCKET", "raygan/"
+    worker = _policy("iam-worker-policy.json")
+    head_policy = _policy("iam-head-policy.json")
+    for statements in (worker, head_policy):
+        actions = [a for st in statements for a in st["Action"]]
+        assert all(st["Effect"] == "Allow" for st in statements)
+        assert not [a for a in actions if "*" in a], "no wildcard actions"
+        _check_s3_statements(statements, bucket, prefix)
+    assert all(a.startswith("s3:") for st in worker for a in st["Action"])
+    by_action = {a: st for st in head_policy for a in st["Action"] if not a.startswith("s3:")}
+    assert set(by_action) == {
+        "ec2:DescribeInstances",
+        "ec2:DescribeInstanceTypes",
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+        "ec2:TerminateInstances",
+        "iam:PassRole",
+    }
+    assert by_action["iam:PassRole"]["Resource"] == [
+        f"arn:aws:iam::ACCOUNT_ID:role/{worker_profile}"
+    ]
+    assert by_action["ec2:TerminateInstances"]["Condition"] == {
+        "StringEquals": {"ec2:ResourceTag/ray-cluster-name": config["cluster_name"]}
+    }
+    assert by_action["ec2:RunInstances"]["Condition"] == {
+        "StringEquals": {"aws:RequestedRegion": config["provider"]["region"]}
+    }
+    json.loads((ROOT / "docs" / "iam-ec2-trust.json").read_text())
+    for name in ("iam-head-policy.json", "iam-worker-policy.json", "iam-ec2-trust.json"):
+        assert f"docs/{name}" in docs or f"({name})" in docs
+    assert "aws iam create-instance-profile" in docs and "add-role-to-instance-profile" in docs
+
+    # 2. a pinned install that upgrades nothing the image has
+    setup = " ".join(config["setup_commands"])
+    assert not re.search(r"(^|\s)(-U|--upgrade)(\s|$)", setup)
+    refs = re.findall(r"raygan @ git\+\S+?@([^\s\"]+)", setup)
+    assert refs and all(r == "COMMIT_SHA" or re.fullmatch(r"[0-9a-f]{40}", r) for r in refs)
+    constraints = re.search(r"pip install -c (\S+)", setup).group(1)
+    assert re.search(rf"grep [^>]*torch[^>]*> {re.escape(constraints)}", setup)
+
+    # 3. Ray token authentication on every node, the token from the user's machine
+    assert "--env RAY_AUTH_MODE=token" in config["docker"]["run_options"]
+    assert config["file_mounts"] == {"~/.ray/auth_token": "~/.ray/auth_token"}
+    assert "RAY_AUTH_TOKEN" not in text and "export RAY_AUTH_MODE=token" in docs
+
+    # 4. SSH from one CIDR: every node type names the user's group, so Ray creates none (the
+    # one it would create lets SSH in from anywhere, whatever provider.security_group adds)
+    groups = {tuple(nodes[t]["SecurityGroupIds"]) for t in types}
+    assert len(groups) == 1 and "security_group" not in config["provider"]
+    assert "0.0.0.0/0" not in json.dumps(config)  # (the comments may say why)
+    default = aws_config._create_default_inbound_rules(set(), [])
+    assert {"CidrIp": "0.0.0.0/0"} in [r for rule in default for r in rule.get("IpRanges", [])]
+    ingress = [line for line in docs.splitlines() if "--port 22" in line]
+    assert ingress and all("--cidr YOUR_CIDR" in line for line in ingress)
+    assert "--source-group $SG" in docs
+
+    def no_aws(*args, **kwargs):
+        raise AssertionError("the launcher asked AWS to configure what cluster.yaml sets")
+
+    monkeypatch.setattr(aws_config, "_resource", no_aws)
+    monkeypatch.setattr(aws_config, "_client", no_aws)
+    prepared = prepare_config(copy.deepcopy(config))
+    assert aws_config._configure_iam_role(copy.deepcopy(prepared)) == prepared
+    assert aws_config._configure_security_group(copy.deepcopy(prepared)) == prepared
+
+
 # ----- shared storage ---------------------------------------------------------------------------
 def _two_writers(experiment: str, rounds: int = 15) -> None:
     """Two threads append one row each, released together every round."""
