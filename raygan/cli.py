@@ -276,7 +276,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from raygan import analysis, results
 
-    df = results.load(args.path)
+    df, skipped = results.load_table(args.path)
+    for err in skipped:  # analysis goes on without them; a resume or append stops on them
+        print(f"raygan analyze: skipped {err}", file=sys.stderr)
     if df.empty:
         raise UsageError(f"no trial table with rows at {args.path}")
     out_dir = args.plots or (args.path if "://" not in args.path else ".")

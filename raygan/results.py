@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -69,6 +68,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from raygan import storage
 from raygan.storage import filesystem
 
 TABLE_NAME = "trials.parquet"
@@ -126,8 +126,16 @@ def row(fields: Mapping[str, Any], *, experiment: str, strategy: str) -> dict[st
     return {"experiment": experiment, "strategy": strategy, **fields}
 
 
+class TableError(ValueError):
+    """A part of the table that cannot be read; one line naming it (:attr:`path`)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 def table_path(experiment_dir: str) -> str:
-    return experiment_dir.rstrip("/") + "/" + TABLE_NAME
+    return storage.join(experiment_dir, TABLE_NAME)
 
 
 def _clean(value: Any) -> Any:
@@ -152,45 +160,69 @@ def to_record(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def append(experiment_dir: str, rows: Iterable[Mapping[str, Any]]) -> str | None:
-    """Append rows to the experiment's table atomically; returns the part file written."""
+    """Append rows to the experiment's table atomically; returns the part file written.
+
+    Nothing existing is read: an unreadable part already there does not stop an append (the
+    driver's own appends read the table first, and stop there)."""
     records = [to_record(r) for r in rows]
     if not records:
         return None
-    table = pa.Table.from_pylist(records, schema=SCHEMA)
-    fs, root = filesystem(table_path(experiment_dir))
-    fs.create_dir(root, recursive=True)
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(records, schema=SCHEMA), sink)
     name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-    final = f"{root}/{name}"
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{root}/.{name}.tmp"
-        pq.write_table(table, tmp, filesystem=fs)
-        os.replace(tmp, final)
-    else:
-        pq.write_table(table, final, filesystem=fs)  # one PUT: atomic on object stores
-    return final
+    part = storage.join(table_path(experiment_dir), name)
+    storage.write_bytes(part, sink.getvalue().to_pybytes())  # durable rename, or one upload
+    return part if storage.is_uri(part) else filesystem(part)[1]
 
 
-def load(path: str) -> pd.DataFrame:
+def load(path: str, *, skip_unreadable: bool = False) -> pd.DataFrame:
     """The table as a DataFrame with the documented columns, in append order.
 
     ``path`` is the experiment folder or its ``trials.parquet``. An experiment with no rows
-    yet gives an empty frame with the right columns.
+    yet gives an empty frame with the right columns. A part that cannot be read (truncated,
+    not Parquet) raises :class:`TableError` naming it, so that a resume or an append never
+    goes on from a table missing rows unnoticed; ``skip_unreadable`` leaves such parts out
+    (:func:`load_table` says which).
     """
-    if not path.rstrip("/").endswith(TABLE_NAME):
-        path = table_path(path)
-    fs, root = filesystem(path)
-    info = fs.get_file_info(root)
-    if info.type == pafs.FileType.NotFound:
-        return SCHEMA.empty_table().to_pandas()
-    parts = sorted(
-        f.path
+    df, skipped = load_table(path)
+    if skipped and not skip_unreadable:
+        raise skipped[0]
+    return df
+
+
+def load_table(path: str) -> tuple[pd.DataFrame, list[TableError]]:
+    """The readable rows (as :func:`load`) and one :class:`TableError` per part left out."""
+    table = path if storage.basename(path) == TABLE_NAME else table_path(path)
+    fs, root = filesystem(table)
+    if fs.get_file_info(root).type == pafs.FileType.NotFound:
+        return SCHEMA.empty_table().to_pandas(), []
+    names = sorted(
+        f.base_name
         for f in fs.get_file_info(pafs.FileSelector(root))
         if f.base_name.startswith("part-") and f.base_name.endswith(".parquet")
     )
-    if not parts:
-        return SCHEMA.empty_table().to_pandas()
-    tables = [pq.read_table(p, filesystem=fs, schema=SCHEMA) for p in parts]
-    return pa.concat_tables(tables).to_pandas()
+    tables, skipped = [], []
+    for name in names:
+        with fs.open_input_stream(f"{root}/{name}") as f:
+            data = f.read()  # storage errors propagate: only the content can be unreadable
+        try:
+            tables.append(pq.read_table(pa.BufferReader(data), schema=SCHEMA))
+        except (pa.ArrowException, OSError, ValueError) as err:
+            skipped.append(_unreadable(storage.join(table, name), table, err))
+    if not tables:
+        return SCHEMA.empty_table().to_pandas(), skipped
+    return pa.concat_tables(tables).to_pandas(), skipped
+
+
+def _unreadable(part: str, table: str, err: BaseException) -> TableError:
+    reason = " ".join(str(err).split()).replace(
+        "Could not open Parquet input source '<Buffer>': ", ""
+    )
+    return TableError(
+        f"unreadable part {part} ({reason or type(err).__name__}): move it out of {table} "
+        "to go on without its rows",
+        part,
+    )
 
 
 def extra(df: pd.DataFrame) -> pd.DataFrame:

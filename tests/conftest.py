@@ -46,3 +46,70 @@ def deterministic_kernels():
     torch.use_deterministic_algorithms(True)
     yield
     torch.use_deterministic_algorithms(False)
+
+
+class MotoS3:
+    """A moto S3 server on 127.0.0.1 (see the ``moto_s3`` fixture)."""
+
+    def __init__(self, endpoint: str, bucket: str) -> None:
+        self.endpoint = endpoint  # "127.0.0.1:PORT"
+        self.bucket = bucket
+        self.env = {  # what pyarrow, boto3 and Ray's workers need to find it
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": f"http://{endpoint}",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def uri(self, prefix: str, *, endpoint_in_query: bool = False) -> str:
+        """``s3://BUCKET/PREFIX``; with ``endpoint_in_query`` the endpoint rides in the URI
+        (``?endpoint_override=127.0.0.1:PORT&scheme=http``), for code that cannot see the
+        environment (credentials still come from it)."""
+        uri = f"s3://{self.bucket}/{prefix.strip('/')}"
+        if endpoint_in_query:
+            uri += f"?endpoint_override={self.endpoint}&scheme=http"
+        return uri
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """One local S3 server (moto, over real HTTP) with one bucket, for the whole session.
+
+    It sets no environment itself: the ``s3_uri`` fixture does, per test. To use it by hand,
+    set ``moto_s3.env`` (``monkeypatch.setenv``) and take ``moto_s3.uri("some/prefix")``:
+    pyarrow's S3FileSystem (so :mod:`raygan.storage` and Ray Tune's ``storage_path``) and
+    boto3 find the server through ``AWS_ENDPOINT_URL_S3``. Ray worker processes see the
+    environment only if Ray started after it was set; otherwise pass it along with
+    ``ray.init(runtime_env={"env_vars": moto_s3.env})`` or use
+    ``moto_s3.uri(prefix, endpoint_in_query=True)``.
+    """
+    server_module = pytest.importorskip("moto.server")
+    import boto3
+
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    s3 = MotoS3(f"{host}:{port}", "raygan-test")
+    boto3.client(
+        "s3",
+        endpoint_url=f"http://{s3.endpoint}",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=s3.bucket)
+    yield s3
+    server.stop()
+
+
+@pytest.fixture
+def s3_uri(moto_s3, monkeypatch, request):
+    """A fresh ``s3://raygan-test/<test>-<random>`` prefix on the moto server, with the
+    environment set (for this test only) so that pyarrow, boto3 and child processes reach it."""
+    import re
+    import uuid
+
+    for name, value in moto_s3.env.items():
+        monkeypatch.setenv(name, value)
+    name = re.sub(r"[^A-Za-z0-9-]+", "-", request.node.name).strip("-")[:60]
+    return moto_s3.uri(f"{name}-{uuid.uuid4().hex[:8]}")
