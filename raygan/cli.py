@@ -10,43 +10,81 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from raygan.errors import UsageError
+from raygan.errors import UsageError, one_line
+from raygan.strategies.options import EVAL_SAMPLES_MIN, SEED_MAX, argument_type
 
 EXIT_USAGE = 2
 
+T = TypeVar("T")
+
 
 # ----- argument types ---------------------------------------------------------------------------
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+# Every number is checked as it is parsed: nan, inf and out-of-range values stop with one line
+# naming the option, the value and what is allowed (``--steps must be a whole number >= 1, got
+# 0``), in the words the searches' own options use (raygan.strategies.options.problem).
+positive_int = argument_type(int, 1)
+non_negative_int = argument_type(int, 0)
+non_negative_float = argument_type(float, 0)
+positive_float = argument_type(float, above_zero=True)
+eval_samples_type = argument_type(int, EVAL_SAMPLES_MIN)  # IS has 10 splits: every command
+seed_type = argument_type(int, 0, maximum=SEED_MAX)
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
+class BadArgument(UsageError):
+    """A command line argparse refused, with the (sub)command's name (``raygan train``)."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
 
 
-def positive_float(text: str) -> float:
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a bad argument is one line (no usage block: ``raygan COMMAND
+    --help`` has it) and :func:`main` returns exit code 2 instead of argparse exiting."""
+
+    def error(self, message: str) -> Any:
+        match = re.fullmatch(r"argument (\S+?)(?:/\S+)?: (.*)", message, flags=re.DOTALL)
+        if match:  # "argument --steps: must be ..." -> "--steps must be ..."
+            flag, rest = match.groups()
+            message = f"{flag} {rest}" if rest.startswith("must ") else f"{flag}: {rest}"
+        raise BadArgument(self.prog, one_line(message))
+
+
+def within(seconds: float, what: str, work: Callable[[], T]) -> T:
+    """``work()`` (reading the storage an option names), waiting at most ``seconds``: a bucket
+    or cloud filesystem that never answers stops with one line naming ``what`` instead of a
+    hang. Whatever ``work`` raises is raised here."""
+    done: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(work())
+        except BaseException as err:  # raised in the caller's thread below
+            failed.append(err)
+
+    worker = threading.Thread(target=run, name="raygan-read-input", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise UsageError(f"{what}: no answer from its storage within {seconds:g} s")
+    if failed:
+        raise failed[0]
+    return done[0]
+
+
+def storage_timeout() -> float:
+    from raygan import cluster
+
+    return cluster.STORAGE_TIMEOUT_S
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -77,9 +115,10 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument(
         "--eval-samples",
-        type=positive_int,
+        type=eval_samples_type,
         default=1000,
-        help="generated samples behind IS/FID (papers: 5000 search, 50000 final)",
+        help=f"generated samples behind IS/FID, at least {EVAL_SAMPLES_MIN} (papers: 5000 "
+        "search, 50000 final)",
     )
     p.add_argument(
         "--extractor",
@@ -91,12 +130,17 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_resource_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cpus", type=positive_float, default=1.0, help="CPUs per trial (default 1)")
+    p.add_argument(
+        "--cpus",
+        type=positive_float,
+        default=1.0,
+        help="CPUs per trial (default 1, fractions allowed)",
+    )
     p.add_argument(
         "--gpus",
         type=non_negative_float,
         default=0.0,
-        help="GPUs per trial, fractions allowed (e.g. 0.25 packs 4 per GPU)",
+        help="GPUs per trial: a share of one (0.25 packs 4 per GPU) or whole GPUs",
     )
     p.add_argument("--address", help="join an existing Ray cluster ('auto' or ray://host:port)")
 
@@ -128,16 +172,22 @@ def resolve_arch(args: argparse.Namespace):
 
     if bool(args.arch) == bool(args.genotype_file):
         raise UsageError("give exactly one of --arch NAME or --genotype-file PATH")
-    try:
-        if args.arch:
+    if args.arch:
+        try:
             entry = zoo.get(args.arch)
-            arch = spaces.Arch(
-                entry.g, entry.d, entry.gf, entry.df, entry.bottom_width, entry.latent_chunks
+        except zoo.UnknownArch as err:
+            raise UsageError(f"--arch: {err}") from None
+        arch = spaces.Arch(
+            entry.g, entry.d, entry.gf, entry.df, entry.bottom_width, entry.latent_chunks
+        )
+    else:
+        path = args.genotype_file
+        try:
+            arch = within(
+                storage_timeout(), f"--genotype-file {path}", lambda: spaces.read_arch_file(path)
             )
-        else:
-            arch = spaces.read_arch_file(args.genotype_file)
-    except (KeyError, ValueError) as err:
-        raise UsageError(str(err.args[0] if err.args else err)) from None
+        except spaces.BadArchFile as err:
+            raise UsageError(f"--genotype-file {err.path}: {err.problem}") from None
     scale = args.width_scale
     return dataclasses.replace(arch, gf=zoo.scaled(arch.gf, scale), df=zoo.scaled(arch.df, scale))
 
@@ -169,16 +219,18 @@ def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from raygan import cluster, results
-    from raygan.strategies.options import check_dataset
+    from raygan.strategies.options import check_dataset, check_inception_weights, check_resources
     from raygan.trainable import fit_trials, row_fields
 
-    arch = resolve_arch(args)
+    arch = resolve_arch(args)  # everything checked before --out is created or Ray starts
+    check_resources(args)
+    check_inception_weights(args)
     check_dataset(args, arch.bottom_width * 8)
     out = args.out or os.path.join(
         "trials", f"train-{args.arch or 'genotype'}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     config = trial_config(args, arch)
-    cluster.check_storage(out)
+    check_out(out)
     cluster.connect(args.address)
     (trial,) = fit_trials(
         cluster.storage_uri(out),
@@ -200,32 +252,112 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if row["status"] == "ok" else 1
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
+def read_checkpoint(path: str, device: Any) -> tuple[dict[str, Any], Any]:
+    """The config and the scored generator (EMA weights, else the raw ones) of the trial
+    checkpoint folder ``path``: a local folder or a storage URI (``s3://...``, ``file://...``),
+    as the table's ``checkpoint`` column holds it. Every problem is one line naming it: not a
+    checkpoint, a trial folder instead of one of its checkpoints, pruned weights, a damaged or
+    foreign ``config.json`` or ``state.pt``, weights that do not fit the config."""
+    import pickle
 
-    from raygan import metrics
-    from raygan.trainable import CONFIG_FILE, STATE_FILE, build_pair, device_for_trial
+    import pyarrow.fs as pafs
 
-    path = args.checkpoint
-    if not os.path.isfile(os.path.join(path, STATE_FILE)):
-        if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+    from raygan import storage
+    from raygan.strategies.options import problem
+    from raygan.train import scored_generator
+    from raygan.trainable import CONFIG_FILE, STATE_FILE, build_pair, full_config
+
+    where = f"checkpoint {path}"
+    state_path, config_path = storage.join(path, STATE_FILE), storage.join(path, CONFIG_FILE)
+
+    def probe() -> tuple[bool, str | None, list[str]]:
+        has_state = storage.exists(state_path)
+        text = storage.read_bytes(config_path).decode() if storage.exists(config_path) else None
+        inside: list[str] = []
+        if not has_state and text is None and storage.exists(path):
+            fs, inner = storage.filesystem(path)
+            found = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
+            inside = sorted(i.base_name for i in found if i.base_name.startswith("checkpoint_"))
+        return has_state, text, inside
+
+    try:
+        has_state, text, inside = within(storage_timeout(), where, probe)
+    except (OSError, ValueError) as err:  # unknown scheme, no access, not text
+        raise UsageError(f"{where}: cannot read it ({one_line(err)})") from None
+    if text is None:
+        if inside:
             raise UsageError(
-                f"{path} no longer holds its weights ({STATE_FILE}): the search pruned them "
-                "(--keep-weights last keeps only each stage's last generation)"
+                f"{where} is a trial folder; give one of its checkpoints: "
+                f"{storage.join(path, inside[-1])} (the table's checkpoint column)"
             )
-        raise UsageError(f"{path} is not a raygan checkpoint (no {STATE_FILE} in it)")
-    with open(os.path.join(path, CONFIG_FILE)) as f:
-        config = json.load(f)
-    dataset = args.dataset or config["dataset"]
+        raise UsageError(
+            f"{where} is not a raygan checkpoint (no {CONFIG_FILE}"
+            + ("" if has_state else f" or {STATE_FILE}")
+            + " in it; allowed: a folder of the table's checkpoint column)"
+        )
+    if not has_state:
+        raise UsageError(
+            f"{where} no longer holds its weights ({STATE_FILE}): the search pruned them "
+            "(--keep-weights last keeps only each stage's last generation)"
+        )
+    try:
+        config = json.loads(text)
+    except ValueError as err:
+        raise UsageError(f"{where}: {CONFIG_FILE} is not JSON ({one_line(err)})") from None
+    if not isinstance(config, dict) or not {"g", "d"} <= config.keys():
+        raise UsageError(f"{where}: {CONFIG_FILE} is not a trial config (needs keys g, d, gf, df)")
+    config = full_config(config)
+    for key in ("gf", "df", "bottom_width"):
+        if (wrong := problem(config[key], int, 1)) is not None:
+            raise UsageError(f"{where}: {CONFIG_FILE} {key} {wrong}")
+    try:
+        generator, _ = build_pair(config)
+    except (ValueError, TypeError) as err:  # a genotype or an option the nets refuse
+        raise UsageError(
+            f"{where}: {CONFIG_FILE} describes no G/D pair ({one_line(err)})"
+        ) from None
+    try:
+        state = storage.load_torch(state_path, map_location=device)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+        first = one_line(err).split(". ")[0]  # torch's messages go on for a paragraph
+        raise UsageError(f"{where}: {STATE_FILE} cannot be read ({first})") from None
+    if not isinstance(state, dict) or not {"G_ema", "G"} & state.keys():
+        keys = ", ".join(map(str, state)) if isinstance(state, dict) else type(state).__name__
+        raise UsageError(
+            f"{where}: {STATE_FILE} holds no generator weights (G_ema or G); it holds: {keys}"
+        )
+    try:
+        generator.load_state_dict(scored_generator(state))
+    except (RuntimeError, TypeError) as err:  # keys or shapes of another architecture
+        first = one_line(err)[:300]
+        raise UsageError(
+            f"{where}: its {STATE_FILE} does not fit the generator its {CONFIG_FILE} describes "
+            f"({config['g']}, gf {config['gf']}): {first}"
+        ) from None
+    return config, generator
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from raygan import data, metrics
+    from raygan.strategies.options import check_dataset, check_inception_weights
+    from raygan.trainable import device_for_trial
+
+    check_inception_weights(args)
     device = device_for_trial()
-    generator, _ = build_pair(config)
-    state = torch.load(os.path.join(path, STATE_FILE), map_location=device, weights_only=True)
-    generator.load_state_dict(state["G_ema"])
+    config, generator = read_checkpoint(args.checkpoint, device)
+    dataset = args.dataset or config["dataset"]
+    if dataset not in data.DATASETS:
+        raise UsageError(
+            f"checkpoint {args.checkpoint}: its config.json names dataset {dataset!r}; pass "
+            f"--dataset, one of: {', '.join(data.DATASETS)}"
+        )
+    root = args.data_root or config["data_root"]
+    check_dataset(
+        argparse.Namespace(dataset=dataset, data_root=root, download=False), generator.resolution
+    )
     scores = metrics.evaluate(
         generator.to(device),
-        reference=metrics.Reference(
-            dataset, generator.resolution, root=args.data_root or config["data_root"]
-        ),
+        reference=metrics.Reference(dataset, generator.resolution, root=root),
         num_samples=args.eval_samples,
         extractor=args.extractor,
         device=device,
@@ -248,7 +380,7 @@ def add_search_options(p: argparse.ArgumentParser, presets: Sequence[str]) -> No
     p.add_argument(
         "--resume", action="store_true", help="continue the search saved in --out where it stopped"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_type, default=0, help=f"0 .. {SEED_MAX} (default 0)")
     p.add_argument(
         "--concurrency",
         type=positive_int,
@@ -263,14 +395,53 @@ def add_search_options(p: argparse.ArgumentParser, presets: Sequence[str]) -> No
 def cmd_search(args: argparse.Namespace) -> int:
     """One immutable spec (preset under the options given), validated before anything is
     written (``check_storage`` creates ``--out``) or Ray starts; the strategy runs it as is."""
-    from raygan import cluster, strategies
+    from raygan import strategies
     from raygan.spec import build_spec
+    from raygan.strategies.options import check_dataset
 
     module = strategies.available()[args.strategy]
     spec = build_spec(args.strategy, args)
     module.validate(spec)
-    cluster.check_storage(spec.out)
+    check_dataset(spec)
+    if spec.resume:
+        check_resumable(spec.out)
+    check_out(spec.out)
     return module.run(spec)
+
+
+def check_out(out: str) -> None:
+    """``--out`` can be written: created, a probe file written and deleted (the last check,
+    once nothing else can stop the command)."""
+    from raygan import cluster
+
+    try:
+        cluster.check_storage(out)
+    except UsageError as err:
+        raise UsageError(f"--out: {err}") from None
+
+
+def check_resumable(out: str) -> None:
+    """``--resume``: ``out`` holds a search state that reads back whole (a state file cut
+    short, damaged or of another format stops here, before anything is written)."""
+    from raygan import state, storage
+    from raygan.strategies.common import Driver
+
+    path = storage.join(out, Driver.STATE)
+
+    def probe() -> None:
+        if not storage.exists(path):
+            raise UsageError(f"--resume: nothing to resume in {out} (no {Driver.STATE})")
+        state.load(path)
+
+    try:
+        within(storage_timeout(), f"--resume {out}", probe)
+    except (OSError, ValueError) as err:  # state.StateError, a JSON or text error, no access
+        detail = one_line(err)
+        detail = detail if path in detail else f"{path}: {detail}"
+        raise UsageError(
+            f"--resume: cannot read the search state: {detail}; allowed: a search_state.json a "
+            "search wrote (or start afresh with a new --out)"
+        ) from None
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -288,7 +459,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 # ----- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from raygan import data
+
+    parser = Parser(
         prog="raygan", description="GAN architecture search (AutoGAN, AdversarialNAS, EAGAN) on Ray"
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -311,10 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-critic", type=positive_int, default=5)
     p.add_argument("--g-batch", type=positive_int, default=128)
     p.add_argument("--d-batch", type=positive_int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_type, default=0, help=f"0 .. {SEED_MAX} (default 0)")
     p.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="steps between checkpoints (0: only at the end)",
     )
@@ -326,10 +499,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="score a trial checkpoint's EMA generator")
-    p.add_argument("checkpoint", help="a checkpoint folder (the table's `checkpoint` column)")
-    p.add_argument("--dataset", help="reference data (default: the one it was trained on)")
+    p.add_argument(
+        "checkpoint",
+        help="a checkpoint folder or URI (s3://..., file://...): the table's `checkpoint` column",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=data.DATASETS,
+        help="reference data (default: the one it was trained on)",
+    )
     p.add_argument("--data-root")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_type, default=0, help=f"0 .. {SEED_MAX} (default 0)")
     add_eval_options(p)
     p.set_defaults(func=cmd_eval)
 
@@ -354,11 +534,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show even when piped
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BadArgument as err:
+        print(f"{err.prog}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return args.func(args)
     except UsageError as err:
-        print(f"raygan {args.command}: error: {err}", file=sys.stderr)
+        command = " ".join(
+            ["raygan", args.command, *([args.strategy] if "strategy" in args else [])]
+        )
+        print(f"{command}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"\nraygan {args.command}: interrupted", file=sys.stderr)

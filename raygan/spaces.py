@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 
 from raygan import storage
+from raygan.errors import one_line
 
 ABSENT = -1
 """Gene value meaning "this edge does not exist" (only where a gene allows it)."""
@@ -362,24 +363,88 @@ def write_arch_file(path: str, arch: Arch, comment: str = "") -> None:
     storage.write_text(path, "\n".join(lines) + "\n")
 
 
+ARCH_FILE_KEYS = ("g", "d", "gf", "df", "bottom_width", "latent_chunks")
+"""What a genotype file holds: ``g`` and ``d`` (required), widths ``gf`` (default 256) and
+``df`` (128), ``bottom_width`` (4) and, for ``nas_cell_g`` only, ``latent_chunks``."""
+
+LATENT_CHUNKS = (1, 2, 3)
+"""``latent_chunks`` a ``nas_cell_g`` generator takes: one chunk per cell at most (3 cells),
+each a whole share of its 120 latent dimensions."""
+
+
+class BadArchFile(InvalidGenotype):
+    """A genotype file that cannot be used: ``path`` and the ``problem`` (one line)."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"genotype file {path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def _whole(
+    doc: dict, key: str, default: int | None, allowed: str, ok: Callable[[int], bool]
+) -> int | None:
+    """``doc[key]`` (``default`` when absent), a whole number for which ``ok`` holds."""
+    value = doc.get(key, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not ok(value):
+        raise ValueError(f"{key} must be {allowed}, got {value!r}")
+    return value
+
+
+def _arch_genotype(doc: dict, key: str, role: str) -> Genotype:
+    text = doc[key]
+    if not isinstance(text, str):
+        raise ValueError(f"{key} must be a genotype string ('space:genes'), got {text!r}")
+    genotype = Genotype.parse(text)
+    if get(genotype.space).role != role:
+        fitting = ", ".join(sorted(n for n, sp in registry().items() if sp.role == role))
+        raise ValueError(
+            f"{key} must be a {role} genotype (spaces: {fitting}), got {text!r}, a "
+            f"{get(genotype.space).role} of space {genotype.space}"
+        )
+    return genotype
+
+
 def read_arch_file(path: str) -> Arch:
-    """Read a genotype file; every problem is an :class:`InvalidGenotype` naming the file."""
+    """Read a genotype file (local path or URI); every problem is a :class:`BadArchFile`
+    naming the file, the key, its value and what is allowed."""
     try:
         doc = yaml.safe_load(storage.read_bytes(path))
-    except OSError as err:
-        raise InvalidGenotype(f"cannot read genotype file {path}: {err}") from None
+    except (OSError, ValueError) as err:  # missing, a folder, unknown scheme, no access
+        raise BadArchFile(path, f"cannot read it ({one_line(err)})") from None
     except yaml.YAMLError as err:
-        raise InvalidGenotype(f"genotype file {path} is not valid YAML: {err}") from None
-    if not isinstance(doc, dict) or not {"g", "d"} <= doc.keys():
-        raise InvalidGenotype(f"genotype file {path} needs keys g and d (and gf, df)")
-    try:
-        return Arch(
-            Genotype.parse(str(doc["g"])),
-            Genotype.parse(str(doc["d"])),
-            int(doc.get("gf", 256)),
-            int(doc.get("df", 128)),
-            int(doc.get("bottom_width", 4)),
-            int(doc["latent_chunks"]) if doc.get("latent_chunks") is not None else None,
+        raise BadArchFile(path, f"not valid YAML ({one_line(err)})") from None
+    if not isinstance(doc, dict):
+        raise BadArchFile(
+            path, f"must be a YAML mapping of {', '.join(ARCH_FILE_KEYS)}, got {type(doc).__name__}"
         )
-    except InvalidGenotype as err:
-        raise InvalidGenotype(f"genotype file {path}: {err}") from None
+    unknown = sorted(str(k) for k in doc if k not in ARCH_FILE_KEYS)
+    if unknown:
+        raise BadArchFile(path, f"unknown key {unknown[0]!r}; allowed: {', '.join(ARCH_FILE_KEYS)}")
+    missing = [k for k in ("g", "d") if k not in doc]
+    if missing:
+        raise BadArchFile(path, f"needs keys g and d (and gf, df); {missing[0]} is missing")
+    try:
+        g = _arch_genotype(doc, "g", "generator")
+        d = _arch_genotype(doc, "d", "discriminator")
+        positive = "a whole number >= 1"
+        gf = _whole(doc, "gf", 256, positive, lambda v: v >= 1)
+        df = _whole(doc, "df", 128, positive, lambda v: v >= 1)
+        bottom_width = _whole(doc, "bottom_width", 4, positive, lambda v: v >= 1)
+        if g.space != "nas_cell_g" and doc.get("latent_chunks") is not None:
+            raise ValueError(
+                f"latent_chunks is for nas_cell_g generators only, got {doc['latent_chunks']!r} "
+                f"with space {g.space}"
+            )
+        chunks = _whole(
+            doc,
+            "latent_chunks",
+            None,
+            f"one of {', '.join(map(str, LATENT_CHUNKS))}",
+            lambda v: v in LATENT_CHUNKS,
+        )
+    except ValueError as err:  # InvalidGenotype too
+        raise BadArchFile(path, one_line(err)) from None
+    return Arch(g, d, gf, df, bottom_width, chunks)

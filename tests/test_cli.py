@@ -73,7 +73,10 @@ def test_train_writes_a_row_samples_and_a_resumable_checkpoint(ray_local, tmp_pa
     [
         (["train", "--arch", "nope"], "unknown arch 'nope'; choose from: autogan_cifar10_a"),
         (["train"], "give exactly one of --arch NAME or --genotype-file PATH"),
-        (["train", "--genotype-file", "/no/such.yaml"], "cannot read genotype file /no/such.yaml"),
+        (
+            ["train", "--genotype-file", "/no/such.yaml"],
+            "--genotype-file /no/such.yaml: cannot read",
+        ),
         (
             ["train", "--arch", "eagan_cifar10", "--dataset", "cifar10", "--data-root", "/nowhere"],
             "CIFAR-10 not found: expected /nowhere/cifar-10-batches-py/",
@@ -96,10 +99,9 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     ],
 )
 def test_bad_option_values_exit_2(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    assert "error:" in capsys.readouterr().err
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and len(err.strip().splitlines()) == 1  # no usage block
 
 
 def test_bad_genotype_file_names_the_gene(tmp_path, capsys):

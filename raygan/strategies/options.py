@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import NamedTuple
 
 import yaml
 
-from raygan.errors import UsageError
+from raygan.errors import UsageError, one_line
 from raygan.spec import Spec
 
 
@@ -29,11 +29,24 @@ class Option(NamedTuple):
     minimum: float | None = None  # smallest value allowed
     above_zero: bool = False  # a number that must be more than 0 (rates, thresholds)
     choices: tuple[str, ...] | None = None
+    maximum: int | None = None  # largest whole number allowed
 
+
+EVAL_SAMPLES_MIN = 10
+"""The fewest IS/FID samples any command takes: IS averages over 10 splits
+(``raygan.metrics.ISC_SPLITS``; a test checks the two agree)."""
+
+SEED_MAX = 2**32 - 1
+"""The largest ``--seed`` (the smallest is 0: numpy refuses negative seeds); every random
+generator raygan seeds (numpy, torch) takes 0 .. 2**32 - 1."""
+
+RESOURCE_STEP = 1e-4
+"""Ray counts CPUs and GPUs in steps of 0.0001: a smaller share is refused (or rounds to 0)."""
 
 SEARCH_OPTIONS: dict[str, Option] = {
-    "eval_samples": Option(int, "", minimum=10),  # IS has 10 splits
+    "eval_samples": Option(int, "", minimum=EVAL_SAMPLES_MIN),  # IS has 10 splits
     "max_images": Option(int, "", minimum=1),
+    "seed": Option(int, "", minimum=0, maximum=SEED_MAX),
 }
 """Options of every command that every search checks alike (the parser adds them)."""
 
@@ -64,6 +77,7 @@ def method_options(strategy: str) -> dict[str, Option]:
             OPTION_TYPES[o["type"]],
             o["help"],
             minimum=o.get("min"),
+            maximum=o.get("max"),
             above_zero=o.get("above_zero", False),
             choices=tuple(o["choices"]) if "choices" in o else None,
         )
@@ -81,7 +95,63 @@ def add_options(parser: argparse.ArgumentParser, options: Mapping[str, Option]) 
         if o.type is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=o.help)
         else:
-            parser.add_argument(flag, type=o.type, choices=o.choices, help=o.help)
+            kind = (
+                o.type
+                if o.type is str
+                else argument_type(o.type, o.minimum, o.above_zero, o.maximum)
+            )
+            parser.add_argument(flag, type=kind, choices=o.choices, help=o.help)
+
+
+def problem(
+    value: object,
+    kind: type,
+    minimum: float | None = None,
+    above_zero: bool = False,
+    maximum: int | None = None,
+) -> str | None:
+    """What is wrong with ``value`` as a ``kind`` (int or float) of at least ``minimum`` (or
+    above 0; whole numbers: at most ``maximum``), as ``"must be ..., got ..."``; None when
+    nothing is. Text (an option as typed) is shown quoted, numbers as they are."""
+    shown = repr(value) if isinstance(value, str) or not isinstance(value, int | float) else value
+    if kind is int:
+        if maximum is not None:
+            allowed = f"a whole number from {minimum or 0:g} to {maximum}"
+        else:
+            allowed = "a whole number" + ("" if minimum is None else f" >= {minimum:g}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"must be {allowed}, got {shown}"
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            return f"must be {allowed}, got {shown}"
+        return None
+    bound = " above 0" if above_zero else "" if minimum is None else f" >= {minimum:g}"
+    if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value)):
+        return f"must be a finite number{bound}, got {shown}"
+    if minimum is not None and value < minimum:
+        return f"must be a number >= {minimum:g}, got {shown}"
+    if above_zero and not value > 0:
+        return f"must be a number above 0, got {shown}"
+    return None
+
+
+def argument_type(
+    kind: type, minimum: float | None = None, above_zero: bool = False, maximum: int | None = None
+) -> Callable[[str], object]:
+    """An argparse ``type=`` for a ``kind`` (int or float) of at least ``minimum`` (or above
+    0): nan, inf and text that is no such number are refused with :func:`problem`'s words
+    (argparse names the option: ``--steps must be a whole number >= 1, got 0``)."""
+
+    def parse(text: str) -> object:
+        try:
+            value: object = kind(text)
+        except ValueError:
+            value = text
+        if (wrong := problem(value, kind, minimum, above_zero, maximum)) is not None:
+            raise argparse.ArgumentTypeError(wrong)
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's fallback wording names the type
+    return parse
 
 
 def check_options(spec: Spec, options: Mapping[str, Option]) -> None:
@@ -89,49 +159,95 @@ def check_options(spec: Spec, options: Mapping[str, Option]) -> None:
     the value and what is allowed)."""
     for name, o in {**SEARCH_OPTIONS, **options}.items():
         value, flag = getattr(spec, name), f"--{name.replace('_', '-')}"
-        if o.type is int and (not isinstance(value, int) or isinstance(value, bool)):
-            raise UsageError(f"{flag} must be a whole number, got {value!r}")
-        if o.type is float and not (isinstance(value, int | float) and math.isfinite(value)):
-            raise UsageError(f"{flag} must be a finite number, got {value!r}")
-        if o.minimum is not None and value < o.minimum:
-            kind = "a whole number" if o.type is int else "a number"
-            raise UsageError(f"{flag} must be {kind} >= {o.minimum:g}, got {value}")
-        if o.above_zero and not value > 0:
-            raise UsageError(f"{flag} must be a number above 0, got {value}")
+        if o.type is bool and not isinstance(value, bool):
+            raise UsageError(f"{flag} must be true or false, got {value!r}")
+        if o.type is str and not isinstance(value, str):
+            raise UsageError(f"{flag} must be text, got {value!r}")
+        if o.choices is not None and value not in o.choices:
+            raise UsageError(f"{flag} must be one of {', '.join(o.choices)}, got {value!r}")
+        if o.type in (int, float):
+            wrong = problem(value, o.type, o.minimum, o.above_zero, o.maximum)
+            if wrong is not None:
+                raise UsageError(f"{flag} {wrong}")
 
 
 def validate(spec: Spec, options: Mapping[str, Option]) -> None:
-    """What every search checks before Ray starts: its options, then its resources."""
+    """What every search checks before Ray starts: its options, its resources and the
+    metric's weights file (the dataset: :func:`check_dataset`)."""
     check_options(spec, options)
     check_resources(spec)
+    check_inception_weights(spec)
+
+
+def machine_cpus() -> int:
+    """The CPUs a local Ray instance gets: Ray's own count (it honours a container's CPU
+    quota, which ``os.cpu_count`` does not), else ``os.cpu_count``."""
+    try:
+        from ray._private.utils import get_num_cpus
+    except ImportError:  # pragma: no cover - a Ray without it
+        return os.cpu_count() or 1
+    return int(get_num_cpus())
 
 
 def check_resources(args: argparse.Namespace) -> None:
-    """The resource options, and on this machine (no ``--address``) whether it has them: Ray
-    would otherwise wait forever for a GPU or a CPU that is not there."""
+    """The resource options (``--cpus``, ``--gpus``; a search's ``--workers`` too), and on this
+    machine (no ``--address``) whether it has them: Ray would otherwise wait forever for a GPU
+    or a CPU that is not there. ``raygan train`` (no workers) runs one trial."""
+    workers = getattr(args, "workers", None)
+    for flag, value, above_zero in (("--cpus", args.cpus, True), ("--gpus", args.gpus, False)):
+        wrong = problem(value, float, None if above_zero else 0, above_zero)
+        if wrong is not None:
+            raise UsageError(f"{flag} {wrong}")
+        if 0 < value < RESOURCE_STEP:
+            raise UsageError(
+                f"{flag} must be 0 or at least {RESOURCE_STEP:g} (Ray counts resources in steps "
+                f"of {RESOURCE_STEP:g}), got {value:g}"
+            )
     if args.gpus > 1 and args.gpus != int(args.gpus):
-        raise UsageError("--gpus above 1 must be a whole number")
+        raise UsageError(
+            f"--gpus above 1 must be a whole number (a trial takes a share of one GPU, or whole "
+            f"GPUs), got {args.gpus:g}"
+        )
     if args.address is not None:
         return  # a cluster's size is its autoscaler's business
     import torch
 
     gpus = torch.cuda.device_count()
     if args.gpus and not gpus:
-        raise UsageError("--gpus given but this machine has no CUDA GPU (or pass --address)")
+        raise UsageError(
+            f"--gpus given but this machine has no CUDA GPU: {args.gpus:g} per trial; allowed "
+            f"here: 0 (or pass --address to use a cluster's)"
+        )
     if args.gpus > gpus:
         raise UsageError(f"--gpus {args.gpus:g} per trial, but this machine has {gpus} GPU(s)")
-    if args.gpus and args.workers > gpus:
+    if workers is not None and args.gpus and workers > gpus:
         raise UsageError(
-            f"--workers {args.workers} takes one GPU per worker with --gpus, and this machine "
+            f"--workers {workers} takes one GPU per worker with --gpus, and this machine "
             f"has {gpus} (lower --workers, or pass --address)"
         )
-    cores = os.cpu_count() or 1
-    if args.workers * args.cpus > cores:
+    cores = machine_cpus()
+    if workers is not None and workers * args.cpus > cores:
         raise UsageError(
-            f"--workers {args.workers} x --cpus {args.cpus:g} needs "
-            f"{args.workers * args.cpus:g} CPUs; this machine has {cores} (lower --workers or "
+            f"--workers {workers} x --cpus {args.cpus:g} needs "
+            f"{workers * args.cpus:g} CPUs; this machine has {cores} (lower --workers or "
             f"--cpus, or pass --address)"
         )
+    if args.cpus > cores:
+        raise UsageError(
+            f"--cpus {args.cpus:g} per trial, but this machine has {cores} CPU(s) (lower "
+            f"--cpus, or pass --address)"
+        )
+
+
+def check_inception_weights(args: argparse.Namespace) -> None:
+    """``--inception-weights`` (else ``$RAYGAN_INCEPTION_WEIGHTS``), when given, is a file: the
+    metrics would otherwise stop every trial (or ``raygan eval``) with a traceback."""
+    given = args.inception_weights
+    name = "--inception-weights"
+    if not given:
+        given, name = os.environ.get("RAYGAN_INCEPTION_WEIGHTS"), "RAYGAN_INCEPTION_WEIGHTS"
+    if given and not os.path.isfile(given):
+        raise UsageError(f"{name} {given}: no such file; allowed: a local weights file")
 
 
 def check_dataset(args: argparse.Namespace, resolution: int | None = None) -> None:
@@ -148,4 +264,7 @@ def check_dataset(args: argparse.Namespace, resolution: int | None = None) -> No
             download=args.download,
         )
     except data.DatasetMissing as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(f"--dataset {args.dataset}: {one_line(err)}") from None
+    except OSError as err:  # a data root that exists but cannot be read
+        where = args.data_root or data.data_root()
+        raise UsageError(f"--data-root {where}: cannot read it ({one_line(err)})") from None
