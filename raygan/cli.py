@@ -218,7 +218,7 @@ def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from raygan import cluster, results
+    from raygan import cluster, results, storage
     from raygan.strategies.options import check_dataset, check_inception_weights, check_resources
     from raygan.trainable import fit_trials, row_fields
 
@@ -230,15 +230,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         "trials", f"train-{args.arch or 'genotype'}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     config = trial_config(args, arch)
-    check_out(out)
+    cluster.check_storage(out)  # the last check: it creates --out
     cluster.connect(args.address)
     (trial,) = fit_trials(
         cluster.storage_uri(out),
-        f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",  # a new run, not a restore
+        f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",  # a run of its own
+        [config],
         resources=cluster.trial_resources(args.cpus, args.gpus),
-        param_space=config,
     )
-    experiment = os.path.basename(out.rstrip("/"))
+    experiment = storage.basename(out)
     results.append(out, [results.row(row_fields(trial), experiment=experiment, strategy="train")])
     row = results.load(out).iloc[-1]
     print(f"trained {arch.g}\n   with {arch.d} (gf {arch.gf}, df {arch.df})")
@@ -247,8 +247,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({row['extractor']}, {row['eval_samples']} samples), {row['img_per_s']:.0f} img/s"
     )
     print(f"table:   {results.table_path(out)}")
-    if trial.checkpoint is not None:
-        print(f"samples: {os.path.join(trial.checkpoint.path, 'samples.png')}")
+    if trial["checkpoint"] is not None:
+        print(f"samples: {storage.join(trial['checkpoint'], 'samples.png')}")
     return 0 if row["status"] == "ok" else 1
 
 
@@ -258,8 +258,6 @@ def read_checkpoint(path: str, device: Any) -> tuple[dict[str, Any], Any]:
     as the table's ``checkpoint`` column holds it. Every problem is one line naming it: not a
     checkpoint, a trial folder instead of one of its checkpoints, pruned weights, a damaged or
     foreign ``config.json`` or ``state.pt``, weights that do not fit the config."""
-    import pickle
-
     import pyarrow.fs as pafs
 
     from raygan import storage
@@ -318,7 +316,8 @@ def read_checkpoint(path: str, device: Any) -> tuple[dict[str, Any], Any]:
         ) from None
     try:
         state = storage.load_torch(state_path, map_location=device)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+    except Exception as err:  # a damaged or foreign file: torch raises many kinds (an
+        # UnpicklingError for what weights_only refuses, RuntimeError, EOFError, OSError)
         first = one_line(err).split(". ")[0]  # torch's messages go on for a paragraph
         raise UsageError(f"{where}: {STATE_FILE} cannot be read ({first})") from None
     if not isinstance(state, dict) or not {"G_ema", "G"} & state.keys():
@@ -394,7 +393,7 @@ def add_search_options(p: argparse.ArgumentParser, presets: Sequence[str]) -> No
 
 def cmd_search(args: argparse.Namespace) -> int:
     """One immutable spec (preset under the options given), validated before anything is
-    written (``check_storage`` creates ``--out``) or Ray starts; the strategy runs it as is."""
+    written or Ray starts; the strategy runs it as is."""
     from raygan import strategies
     from raygan.spec import build_spec
     from raygan.strategies.options import check_dataset
@@ -405,19 +404,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     check_dataset(spec)
     if spec.resume:
         check_resumable(spec.out)
-    check_out(spec.out)
-    return module.run(spec)
-
-
-def check_out(out: str) -> None:
-    """``--out`` can be written: created, a probe file written and deleted (the last check,
-    once nothing else can stop the command)."""
-    from raygan import cluster
-
-    try:
-        cluster.check_storage(out)
-    except UsageError as err:
-        raise UsageError(f"--out: {err}") from None
+    return module.run(spec)  # its driver checks --out against --resume, then creates it
 
 
 def check_resumable(out: str) -> None:

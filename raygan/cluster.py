@@ -61,7 +61,8 @@ def check_storage(uri: str, *, timeout_s: float = STORAGE_TIMEOUT_S) -> None:
     Creates the folder (local path or URI, through the same filesystem layer as the trial
     table) and writes and deletes a small probe file in it. Anything that goes wrong (unknown
     scheme, no credentials, no such bucket, no network, a read-only location, no answer within
-    ``timeout_s``) raises :class:`UsageError` with one line naming ``uri`` and the reason.
+    ``timeout_s``) raises :class:`UsageError` with one line naming ``--out``, ``uri`` and the
+    reason.
     """
     from raygan import results
 
@@ -82,10 +83,10 @@ def check_storage(uri: str, *, timeout_s: float = STORAGE_TIMEOUT_S) -> None:
     worker.start()
     worker.join(timeout_s)
     if worker.is_alive():
-        raise UsageError(f"storage {uri} did not answer within {timeout_s:g} s{_hint(uri)}")
+        raise UsageError(f"--out: storage {uri} did not answer within {timeout_s:g} s{_hint(uri)}")
     if failure:
         reason = " ".join(str(failure[0]).split()) or type(failure[0]).__name__
-        raise UsageError(f"cannot write to storage {uri}: {reason}{_hint(uri)}")
+        raise UsageError(f"--out: cannot write to storage {uri}: {reason}{_hint(uri)}")
 
 
 def _hint(uri: str) -> str:

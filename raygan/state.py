@@ -116,10 +116,9 @@ def _parse(text: str, where: str) -> dict[str, Any]:
 
 
 def _split(path: str) -> tuple[str, str]:
-    """The folder of ``path`` and its file name."""
+    """The folder of ``path`` and its file name (a URI keeps its query on the folder)."""
     if storage.is_uri(path):
-        folder, _, name = path.rpartition("/")
-        return folder, name
+        return storage.parent(path), storage.basename(path)
     folder, name = os.path.split(path)
     return folder or ".", name
 

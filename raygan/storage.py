@@ -215,6 +215,8 @@ def _endpoint_query(fs: pafs.FileSystem) -> str:
 LEASE_FILE = "lease.json"
 LEASE_FORMAT = "raygan.lease/1"
 LEASE_TIMEOUT_S = 120.0
+LEASE_FILES = frozenset({LEASE_FILE, ".lease.lock"})
+"""What a lease leaves in an experiment folder."""
 SETTLE_S = 0.5  # best-effort stores: how long a write is left to be overwritten before read-back
 
 
@@ -267,7 +269,9 @@ class Lease:
     ) -> Lease:
         """Take ``out``'s lease, or raise :class:`LeaseHeld` naming its holder. With
         ``takeover`` (a resume), a lease whose heartbeat is older than ``timeout_s`` is taken
-        over (its driver is presumed dead); a live one is refused all the same."""
+        over (its driver is presumed dead), as is one whose driver ran on this host and is
+        gone (a resume right after a crash need not wait); a live one is refused all the
+        same."""
         lease = cls(out, timeout_s, _lease_store(join(out, LEASE_FILE)))
         for _ in range(5):  # each turn, the lease was released or replaced meanwhile
             lease._version = lease._store.create(lease._record())
@@ -279,8 +283,9 @@ class Lease:
             data, version, mtime = found
             holder = _holder(data)
             age = _age(holder, mtime)
-            if not takeover or age <= timeout_s:
-                raise LeaseHeld(_held_message(lease.path, holder, age, timeout_s, takeover))
+            dead = _dead_here(holder)
+            if not takeover or (age <= timeout_s and not dead):
+                raise LeaseHeld(_held_message(lease.path, holder, age, timeout_s, takeover, dead))
             lease._version = lease._store.replace(lease._record(), version)
             if lease._version is not None:
                 return lease
@@ -396,6 +401,19 @@ def _holder(data: bytes) -> dict[str, Any] | None:
     return record
 
 
+def _dead_here(holder: dict[str, Any] | None) -> bool:
+    """Whether the lease's driver ran on this host and its process is gone."""
+    if holder is None or holder["host"] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
 def _age(holder: dict[str, Any] | None, mtime: float) -> float:
     """Seconds since the last heartbeat (since the file was written, when it is unreadable)."""
     return max(0.0, time.time() - (holder["heartbeat_at"] if holder else mtime))
@@ -410,14 +428,21 @@ def _describe(holder: dict[str, Any]) -> str:
 
 
 def _held_message(
-    path: str, holder: dict[str, Any] | None, age: float, timeout_s: float, takeover: bool
+    path: str,
+    holder: dict[str, Any] | None,
+    age: float,
+    timeout_s: float,
+    takeover: bool,
+    dead: bool = False,
 ) -> str:
     who = (
         f"{_describe(holder)}, last heartbeat {age:.0f} s ago"
         if holder
         else f"an unreadable lease file written {age:.0f} s ago"
     )
-    if age > timeout_s:
+    if dead:
+        advice = "that process is gone from this host: --resume takes it over"
+    elif age > timeout_s:
         advice = f"over the {timeout_s:g} s timeout: if its driver is dead, --resume takes it over"
     elif takeover:
         advice = (

@@ -38,7 +38,15 @@ import numpy as np
 import torch
 
 from raygan import data, nn, spaces, storage
-from raygan.train import ArchConfig, Architect, Collapsed, GANTrainer, TrainConfig, init_weights
+from raygan.train import (
+    ArchConfig,
+    Architect,
+    Collapsed,
+    Diverged,
+    GANTrainer,
+    TrainConfig,
+    init_weights,
+)
 
 STATE_FILE = "state.pt"
 
@@ -335,6 +343,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             metrics = {**work.step(batches, i), "collapsed": False}
         except Collapsed as err:
             metrics = {**err.metrics, "collapsed": True}
+        except Diverged as err:  # reported, not raised: a retry would diverge again
+            report_diverged(str(err), i + 1, rank)
+            return
         done = i + 1
         final = done == steps or metrics["collapsed"]
         if done % every == 0 or final:
@@ -405,6 +416,20 @@ def report(
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
+def report_diverged(reason: str, done: int, rank: int) -> None:
+    """Report a divergence with a checkpoint that holds no weights (Ray Train keeps a run's
+    last metrics only with a checkpoint), so nothing can continue from it."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            with open(os.path.join(tmp, "diverged.txt"), "w") as f:
+                f.write(reason)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report({"diverged": reason, "round_step": done}, checkpoint=checkpoint)
+
+
 def gather(obj: dict[str, Any]) -> list[dict[str, Any]]:
     """Every worker's ``obj``, in rank order (just this one outside DDP)."""
     if not torch.distributed.is_initialized():
@@ -435,6 +460,10 @@ def ddp_wrapper(*, single_path: bool) -> Callable[[torch.nn.Module], torch.nn.Mo
         return ray.train.torch.prepare_model(module, parallel_strategy_kwargs=kwargs)
 
     return wrap
+
+
+class RoundDiverged(RuntimeError):
+    """A shared round's loss went non-finite: the round is not saved, and nothing uses it."""
 
 
 # ----- the driver side --------------------------------------------------------------------------
@@ -477,5 +506,9 @@ def train_round(
     result = trainer.fit()
     if result.error is not None:
         raise result.error
+    if (result.metrics or {}).get("diverged"):
+        storage.delete(storage.join(storage_path, name))  # a rerun starts the round afresh
+        reason = result.metrics["diverged"]
+        raise RoundDiverged(f"shared round {name} {reason}; nothing of it is kept")
     state = storage.join(storage.checkpoint_uri(result.checkpoint), STATE_FILE)
     return RoundResult(state, dict(result.metrics))

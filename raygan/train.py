@@ -229,11 +229,13 @@ class GANTrainer:
 
     def observe(self, g_loss: torch.Tensor, d_loss: torch.Tensor) -> dict[str, float]:
         """Check a generator step's losses: :class:`Diverged` on a non-finite one,
-        :class:`Collapsed` once the recent ones stop varying (on any DDP worker)."""
+        :class:`Collapsed` once the recent ones stop varying (either on any DDP worker, so
+        that every worker stops at the same step)."""
         values = {"g_loss": float(g_loss), "d_loss": float(d_loss)}
+        if agreed(not all(map(math.isfinite, values.values())), self.device):
+            bad = [f"{k[0].upper()} loss is {v}" for k, v in values.items() if not math.isfinite(v)]
+            raise Diverged(", ".join(bad) or "a loss is not finite on another worker", self.step)
         for name, value in values.items():
-            if not math.isfinite(value):
-                raise Diverged(f"{name[0].upper()} loss is {value}", self.step)
             self._losses[name[0]].append(value)
         if self.cfg.collapse_window and len(self._losses["g"]) == self.cfg.collapse_window:
             variances = {f"{k}_loss_var": float(np.var(v)) for k, v in self._losses.items()}

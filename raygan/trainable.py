@@ -3,16 +3,18 @@
 :func:`run_trial` is the whole trial as a plain function with a ``report`` hook (what the
 benchmark calls directly to measure Tune's overhead); :func:`train_pair` is the Tune function
 trainable around it. A trial of zero steps scores the generator it inherited, as it is (EAGAN's
-stage-1 candidates, AutoGAN's rewards). The driver turns each finished Tune trial into its table
-row (:func:`row_fields`), so rows land in one place, at a boundary, even on a cluster.
+stage-1 candidates, AutoGAN's rewards). :func:`fit_trials` runs a list of configs as a new Tune
+experiment and hands back each trial's outcome (plain data) as it ends; the driver turns each into
+its table row (:func:`row_fields`), so rows land in one place, at a boundary, even on a cluster.
 
-A trial's config (flat, so Tune shows it) holds: ``g``/``d`` (canonical genotype strings),
+A trial's config holds: ``g``/``d`` (canonical genotype strings),
 ``gf``, ``df``, ``bottom_width``, ``n_cells`` (AutoGAN: the cells a multi-level stage runs),
 ``dataset``, ``data_root``, ``max_images``, the training budget (:class:`raygan.train.TrainConfig`
 fields), ``eval_samples``, ``extractor``, ``inception_weights``, ``init_g`` / ``init_d``
 (checkpoint files whose G / D weights the trial inherits: a supernet's or another trial's
 ``state.pt``; a supernet's holds every candidate, and the trial takes its own path's),
-``checkpoint_every`` and ``row`` (the strategy's own table columns).
+``checkpoint_every``, ``row`` (the strategy's own table columns), ``proposal`` (the search's key
+for it, if any) and ``resume_from`` (a checkpoint folder to continue from, if any).
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import math
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
-import pyarrow.fs as pafs
 import torch
 from ray import tune
 
@@ -270,13 +272,24 @@ def save_samples(generator: torch.nn.Module, path: str, *, n: int = 64, seed: in
 
 # ----- Tune -------------------------------------------------------------------------------------
 def train_pair(config: dict[str, Any]) -> None:
-    """The Tune function trainable: resumes from Tune's checkpoint when a trial is retried."""
+    """The Tune function trainable: one config of :func:`fit_trials`' list. A trial Tune
+    retries continues from Tune's checkpoint; a trial the driver resubmits after a restart
+    continues from the checkpoint its config names (``resume_from``)."""
+    from raygan import faults
+
+    config = config["trial"]
+    faults.trial(config.get("proposal"))
 
     def report(result: dict[str, Any], checkpoint_dir: str | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report(result, checkpoint=checkpoint)
 
     checkpoint = tune.get_checkpoint()
+    if checkpoint is None and config.get("resume_from"):
+        if storage.exists(storage.join(config["resume_from"], STATE_FILE)):
+            checkpoint = tune.Checkpoint(config["resume_from"])
+        else:
+            print(f"[raygan] {config['resume_from']} is gone; the trial starts afresh")
     if checkpoint is None:
         run_trial(config, report)
     else:
@@ -284,98 +297,118 @@ def train_pair(config: dict[str, Any]) -> None:
             run_trial(config, report, resume_dir=resume_dir)
 
 
+Outcome = dict[str, Any]
+"""A finished trial as plain data (what the driver saves, and what rows are built from):
+``index`` (its config's place in the list), ``trial_id``, ``config``, ``metrics`` (its last
+result), ``checkpoint`` (the URI of its last checkpoint folder, or None) and ``error`` (the
+last line of its exception, or None)."""
+
+_SINKS: dict[str, tuple[Callable, Callable]] = {}
+"""The driver-side handlers of running experiments, by token (Tune pickles its callbacks with
+the experiment; a token keeps the handlers, and whatever they hold, out of that pickle)."""
+
+
+class _Outcomes(tune.Callback):
+    """Hands each trial's outcome, and each checkpoint it reports, to the driver as it happens
+    (so the driver's own state knows which trials finished, and from where the others would
+    continue)."""
+
+    def __init__(self, token: str):
+        self.token = token
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.last_result.get("done"):  # a trial Tune stopped early (Ctrl-C) did not finish
+            self.send(trial, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        lines = (trial.get_error() or "").strip().splitlines()  # the text trace, not the pickle
+        self.send(trial, lines[-1][:500] if lines else "the trial failed")
+
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        _SINKS[self.token][1](trial.config["trial"]["index"], storage.checkpoint_uri(checkpoint))
+
+    def send(self, trial: Any, error: str | None) -> None:
+        config = trial.config["trial"]
+        checkpoint = trial.checkpoint if error is None else None
+        outcome = {
+            "index": config["index"],
+            "trial_id": trial.trial_id,
+            "config": {k: v for k, v in config.items() if k not in ("index", "resume_from")},
+            "metrics": _plain(trial.last_result),
+            "checkpoint": storage.checkpoint_uri(checkpoint) if checkpoint else None,
+            "error": error,
+        }
+        _SINKS[self.token][0](outcome)
+
+
+def _plain(result: dict[str, Any]) -> dict[str, Any]:
+    """A Tune result without what Tune adds that is not plain data (its nested config)."""
+    return {k: v for k, v in result.items() if k != "config" and not isinstance(v, dict)}
+
+
 def fit_trials(
     storage_path: str,
     name: str,
+    configs: list[dict[str, Any]],
     *,
     resources: dict[str, float],
-    searcher: Callable[[], Any] | None = None,
-    param_space: dict[str, Any] | None = None,
     concurrency: int | None = None,
     reuse_actors: bool = False,
-    resume_errored: bool = True,
-) -> list:
-    """Run the trials of Tune experiment ``name`` under ``storage_path`` to their end; their
-    ``ray.tune.Result`` objects (each finished or errored).
+    on_outcome: Callable[[Outcome], None] | None = None,
+    on_checkpoint: Callable[[int, str], None] | None = None,
+) -> list[Outcome]:
+    """Run ``configs`` as the trials of a new Tune experiment ``name`` under ``storage_path``;
+    their outcomes, in ``configs``' order.
 
-    The trials come from ``searcher()`` (a search) or are the one ``param_space``. An
-    experiment that exists already (the driver was killed during it) is restored instead,
-    searcher included. ``reuse_actors`` runs trials one after another in the same worker
-    processes: worth it when a trial takes less time than starting a process that imports
-    torch. ``resume_errored`` re-runs a restored experiment's errored trials; a search whose
-    later proposals depend on earlier results keeps them as they were told instead.
+    Nothing is restored from storage (``Tuner.restore`` unpickles what it finds there): a
+    driver that restarts submits its unfinished trials to a new experiment, each config naming
+    the checkpoint to continue from (``resume_from``), and a folder left under ``name`` is
+    replaced. ``on_outcome`` receives each outcome as its trial ends and ``on_checkpoint``
+    each checkpoint a trial reports (its index and URI). ``reuse_actors`` runs trials one after
+    another in the same worker processes: worth it when a trial takes less time than starting a
+    process that imports torch. Tune stopped early (Ctrl-C) raises ``KeyboardInterrupt``.
     """
-    trainable = tune.with_resources(train_pair, resources)
-    path = storage.join(storage_path, name)
-    if storage.exists(storage.join(path, "tuner.pkl")) and not restorable(path):
-        storage.delete(path)  # its trials are deterministic: run afresh rather than half-restored
-    if storage.exists(storage.join(path, "tuner.pkl")):
-        tuner = tune.Tuner.restore(path, trainable, resume_errored=resume_errored)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
-                search_alg=searcher() if searcher else None,
-                num_samples=-1 if searcher else 1,
-                max_concurrent_trials=concurrency,
-                reuse_actors=reuse_actors,
-                trial_dirname_creator=trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage_path,
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=2),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            ),
-        )
-    trials = list(tuner.fit())
-    if not all(t.error is not None or t.metrics.get("done") for t in trials):
-        # Tune stops gracefully on Ctrl-C and returns: nothing of this experiment may be used;
-        # the caller's state stays at its boundary and a rerun restores this Tune experiment.
-        raise KeyboardInterrupt
-    return trials
+    found: dict[int, Outcome] = {}
+    token = uuid.uuid4().hex
 
+    def done(outcome: Outcome) -> None:
+        found[outcome["index"]] = outcome
+        if on_outcome is not None:
+            on_outcome(outcome)
 
-def restorable(path: str) -> bool:
-    """Whether Tune experiment ``path`` has a whole experiment state to restore from. A driver
-    killed while Tune wrote that file leaves it truncated, and Tune then restarts the experiment
-    around the searcher's older state, losing proposals; such an experiment is run afresh."""
-    fs, inner = storage.filesystem(path)
-    found = fs.get_file_info(pafs.FileSelector(inner))
-    states = sorted(
-        f.path
-        for f in found
-        if f.base_name.startswith("experiment_state-") and f.path.endswith(".json")
+    _SINKS[token] = (done, on_checkpoint or (lambda index, uri: None))
+    storage.delete(storage.join(storage_path, name))
+    tuner = tune.Tuner(
+        tune.with_resources(train_pair, resources),
+        param_space={"trial": tune.grid_search([{**c, "index": i} for i, c in enumerate(configs)])},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=concurrency,
+            reuse_actors=reuse_actors,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[_Outcomes(token)],
+        ),
     )
-    if not states:
-        return False
-    with fs.open_input_stream(states[-1]) as f:
-        try:
-            json.loads(f.readall())
-        except ValueError:
-            return False
-    return True
+    try:
+        tuner.fit()
+    finally:
+        del _SINKS[token]
+    if len(found) < len(configs):  # Tune stopped on Ctrl-C before every trial ended
+        raise KeyboardInterrupt
+    return [found[i] for i in range(len(configs))]
 
 
 def trial_dirname(trial: Any) -> str:
     """Short trial folders (Tune's default spells out the whole config)."""
     return f"trial-{trial.trial_id}"
-
-
-def trial_id(result: Any) -> str:
-    """A Tune result's trial id (an errored trial that never reported has only its folder,
-    named by :func:`trial_dirname`)."""
-    return result.metrics.get("trial_id") or os.path.basename(result.path).removeprefix("trial-")
-
-
-def trial_error(result: Any) -> str | None:
-    """The last line of an errored trial's exception, for the table."""
-    if result.error is None:
-        return None
-    lines = str(result.error).strip().splitlines()
-    return lines[-1][:500] if lines else type(result.error).__name__
 
 
 ROW_RESULTS = (
@@ -385,22 +418,22 @@ ROW_RESULTS = (
 """What a trial's final result contributes to its row."""
 
 
-def row_fields(result: Any) -> dict[str, Any]:
-    """A finished (or errored) Tune trial's row fields, from its ``ray.tune.Result``: its
-    genotypes, widths and result, plus the strategy's own columns from the config's ``row``."""
-    config = full_config(result.config)
-    last = dict(result.metrics or {})
+def row_fields(outcome: Outcome) -> dict[str, Any]:
+    """A trial's row fields from its :data:`Outcome`: its genotypes, widths and result, plus
+    the strategy's own columns from the config's ``row``."""
+    config = full_config(outcome["config"])
+    last, error = outcome["metrics"], outcome["error"]
     g, d = spaces.Genotype.parse(config["g"]), spaces.Genotype.parse(config["d"])
     return {
-        "trial_id": trial_id(result),
+        "trial_id": outcome["trial_id"],
         **spaces.table_columns("g", g),
         **spaces.table_columns("d", d),
         "gf": config["gf"],
         "df": config["df"],
         "dataset": config["dataset"],
-        "checkpoint": storage.checkpoint_uri(result.checkpoint) if result.checkpoint else None,
-        "error": last.get("error") or trial_error(result),
+        "checkpoint": outcome["checkpoint"],
+        "error": last.get("error") or error,
         **{k: last.get(k) for k in ROW_RESULTS},
-        "status": "failed" if result.error is not None else last.get("status", "failed"),
+        "status": "failed" if error is not None else last.get("status", "failed"),
         **(config.get("row") or {}),
     }

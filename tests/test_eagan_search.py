@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from procs import kill_processes_naming
 
 from raygan import results, spaces
 from raygan.analysis import hypervolume_by_generation
@@ -72,22 +73,6 @@ def final_reports_per_trial(out: str) -> list[int]:
         with open(path) as f:
             counts.append(sum(bool(json.loads(line).get("done")) for line in f if line.strip()))
     return counts
-
-
-def kill_processes_naming(text: str) -> None:
-    """SIGKILL, by pid, every process whose command line names ``text`` (here a private
-    RAY_TMPDIR: the Ray daemons of a killed search, and nothing else)."""
-    if not os.path.isdir("/proc"):
-        return
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                named = text.encode() in f.read()
-        except OSError:  # gone already, or not ours to read
-            continue
-        if named and int(pid) != os.getpid():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(pid), signal.SIGKILL)
 
 
 def state_files(out: str) -> dict[str, bytes]:

@@ -1,10 +1,18 @@
-"""Tiny configurations of every search, rerun and compared with committed expected values.
+"""Tiny configurations of every search, killed at the driver's fault points, resumed, and
+compared with committed expected values.
 
-The expected tables (``tests/golden/<strategy>.json``) pin the objective columns of one tiny
-search per strategy on the CPU. A change that moves code must leave them as they are; a change
-that alters numbers on purpose regenerates them in a commit of its own that says why::
+The expected tables (``tests/golden/<strategy>.json``) pin the objective columns of one tiny,
+uninterrupted search per strategy on the CPU. A change that moves code must leave them as they
+are; a change that alters numbers on purpose regenerates them in a commit of its own that says
+why::
 
     python tests/test_golden.py            # rewrite tests/golden/*.json from fresh runs
+
+The test runs each search as a user's process killed (SIGKILL) at two fault points of
+:mod:`raygan.faults` in turn, with one trial failing in the first run, then resumes it to its
+end: the table must hold every row once, with the uninterrupted run's values, the failed trial's
+row included (it was run again on restore and succeeded), and agree with the searcher's state.
+Between them the strategies cover every point of the boundary window.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import sys
 import tempfile
 
 import pytest
+from procs import run_cli
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 
@@ -50,7 +59,11 @@ def run_tiny(strategy: str, out: str) -> list[dict]:
     from raygan.cli import main
 
     assert main(["search", strategy, *TINY[strategy], "--out", out]) == 0
-    df = results.load(out)
+    return table_rows(results.load(out))
+
+
+def table_rows(df) -> list[dict]:
+    """A table's key and value columns as plain dicts, in a stable order."""
     rows = []
     for record in df[KEYS + VALUES].to_dict("records"):
         rows.append({k: clean(v) for k, v in record.items()})
@@ -75,16 +88,86 @@ def same(a, b) -> bool:
     return a == b
 
 
+KILLS: dict[str, list[tuple[str, str | None]]] = {
+    # (RAYGAN_FAULT, the proposal whose trial fails in that run)
+    "eagan": [("trial-done:4", "0-1"), ("mid-checkpoint:1", None)],
+    "autogan": [("trial-done:2", "p0"), ("rows-appended:1", None)],
+    "adversarialnas": [("state-saved:1", None), ("rows-appended:1", None)],
+}
+"""Where each strategy's runs are killed: after stage-1 generation 0's four trials finished,
+one of them having failed; then as its rerun reports its checkpoint (EAGAN); after the first
+controller batch finished, one having failed, then once an iteration's rows were appended but
+its state not saved (AutoGAN); after epoch 1's state was saved, then once epoch 2's row was
+appended (AdversarialNAS)."""
+
+
+def killed_runs(strategy: str, out: str, tmp_path) -> list[dict]:
+    """Run the strategy's kills in turn (each a process of its own); the state each left."""
+    from raygan import state
+    from raygan.strategies.common import Driver
+
+    saved = []
+    for i, (fault, failing) in enumerate(KILLS[strategy]):
+        env = {"RAYGAN_FAULT": fault, "RAYGAN_FAULT_TRIAL": failing or ""}
+        args = ["search", strategy, *TINY[strategy], "--out", out] + (["--resume"] if i else [])
+        code = run_cli(args, str(tmp_path / f"run{i}.log"), env)
+        log = (tmp_path / f"run{i}.log").read_text()
+        assert code == -9 and f"fault injected: {fault.split(':')[0]}" in log, log[-3000:]
+        saved.append(state.load(os.path.join(out, Driver.STATE)))
+    return saved
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", sorted(TINY))
-def test_tiny_search_matches_its_expected_table(strategy, ray_local, tmp_path):
+def test_killed_and_resumed_search_matches_its_expected_table(strategy, ray_local, tmp_path):
+    from raygan import results, state
+    from raygan.cli import main
+    from raygan.strategies.common import Driver
+
     with open(os.path.join(GOLDEN, f"{strategy}.json")) as f:
         expected = json.load(f)
-    got = run_tiny(strategy, str(tmp_path / strategy))
+    out = str(tmp_path / strategy)
+    saved = killed_runs(strategy, out, tmp_path)
+    if KILLS[strategy][0][1]:  # the failing trial's error was recorded before the first kill
+        outcomes = saved[0]["pending"]["outcomes"]
+        assert "fault injected" in outcomes[KILLS[strategy][0][1]]["error"]
+        assert all(o["error"] is None for k, o in outcomes.items() if k != KILLS[strategy][0][1])
+    assert main(["search", strategy, *TINY[strategy], "--out", out, "--resume"]) == 0
+    df = results.load(out)
+    assert not df["trial_id"].duplicated().any() and (df["status"] == "ok").all()
+    got = table_rows(df)
     assert len(got) == len(expected)
     for row, want in zip(got, expected, strict=True):
         for column in KEYS + VALUES:
             assert same(row[column], want[column]), (column, row, want)
+    agrees_with_search(strategy, df, state.load(os.path.join(out, Driver.STATE)))
+
+
+def agrees_with_search(strategy: str, df, final: dict) -> None:
+    """The searcher's saved state tells the same story as the table."""
+    if strategy == "eagan":  # stage 2's NSGA-II: every individual's status and objectives
+        from raygan.searchers.nsga2 import NSGA2
+        from raygan.strategies.eagan import MODES, OBJECTIVES
+
+        search = NSGA2(
+            "eagan_d",
+            population_size=4,
+            generations=2,
+            metrics=OBJECTIVES[2],
+            modes=MODES,
+            seed=2,
+            reevaluate_parents=True,  # as the driver's stage 2 (seed + stage)
+        )
+        search.load_state_dict(final["algorithm"])
+        s2 = df[df["stage"] == 2].set_index(["generation", "individual"])
+        assert len(search.history()) == len(s2)
+        for h in search.history():
+            row = s2.loc[(h["generation"], h["individual"])]
+            assert h["status"] == "ok" and same(h["fid"], float(row["fid"]))
+    elif strategy == "autogan":  # the controller was told every trial, once
+        assert final["controller"]["counter"] == len(df)
+    else:
+        assert final["epoch"] == len(df) == df["generation"].max()
 
 
 if __name__ == "__main__":

@@ -1,20 +1,12 @@
 """NSGA-II: the algorithm on its own (fast, no Ray cluster), then under a real Tune ``Tuner``."""
 
 import math
-import os
 import random
-import signal
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import ray.cloudpickle
-from ray import tune
 
 from raygan import spaces
-from raygan.pareto import hypervolume
-from raygan.searchers.base import AskTellSearcher
 from raygan.searchers.nsga2 import NSGA2
 from raygan.spaces import ABSENT, Gene, Genotype, Space
 from raygan.state import dumps, loads
@@ -278,142 +270,3 @@ def test_bytes_round_trip_and_settings_guard():
     assert copy.history() == search.history()
     with pytest.raises(ValueError, match="other settings"):
         make(population_size=8).load_state_dict(search.state_dict())
-
-
-# ----- under Ray Tune -----------------------------------------------------------------------
-# Ray workers cannot import this test module: ship its trainable and callback by value.
-ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def test_searcher_adapter_tells_failures_and_survives_save_restore(tmp_path):
-    searcher = AskTellSearcher(make(), config={"epochs": 2})
-    assert searcher.metric == list(METRICS) and searcher.mode == list(MODES)
-    configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(6)}
-    assert searcher.suggest("t6") is None  # the generation is out: Tune waits
-    assert all(c["epochs"] == 2 and "genotype" in c for c in configs.values())
-    searcher.on_trial_complete("t0", error=True)
-    searcher.on_trial_complete("t1", result={"score": math.nan, "size": 3.0})
-    searcher.on_trial_complete("t2", result={"score": 1.0, "size": 2.0})
-    searcher.save(str(tmp_path / "state.json"))
-    restored = AskTellSearcher(make())
-    restored.restore(str(tmp_path / "state.json"))
-    for trial in ("t3", "t4", "t5"):
-        restored.on_trial_complete(trial, result=objectives(configs[trial]["genotype"]))
-    status = {r["individual"]: r["status"] for r in restored.algorithm.history()}
-    assert status == {0: "failed", 1: "failed", 2: "ok", 3: "ok", 4: "ok", 5: "ok"}
-    assert restored.algorithm.generation == 1
-    assert restored.suggest("t7")["generation"] == 1
-
-
-def trainable(config):
-    """Objectives from the genes; one individual errors and one reports NaN, on request."""
-    runs = Path(config["runs"])
-    key = f"{config['generation']}-{config['individual']}"
-    (runs / f"{key}.{os.getpid()}.{random.random()}").touch()  # one file per execution
-    if config["individual"] in config.get("error", ()):
-        raise RuntimeError("this architecture diverged")
-    result = objectives(config["genotype"])
-    if config["individual"] in config.get("nan", ()):
-        result["score"] = math.nan
-    tune.report(result)
-
-
-def executions(runs: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for f in runs.iterdir():
-        key = f.name.split(".")[0]
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
-def tuner(searcher, path: Path, name: str, param_space: dict, callbacks=()):
-    return tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True),
-        run_config=tune.RunConfig(
-            name=name, storage_path=str(path), verbose=0, callbacks=list(callbacks)
-        ),
-    )
-
-
-SETTINGS = dict(population_size=6, generations=3, metrics=METRICS, modes=MODES, seed=5)
-
-
-def test_searcher_runs_a_whole_search_in_a_real_tuner(ray_local, tmp_path):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    searcher = AskTellSearcher(NSGA2("nas_cell_g", **SETTINGS))
-    space = {"runs": str(runs), "error": [2], "nan": [4]}
-    results = tuner(searcher, tmp_path, "search", space).fit()
-
-    assert len(results) == 6 + 3 + 3 == sum(executions(runs).values())
-    assert results.num_errors == 1  # the trial that raised; the search itself went on
-    search = searcher.algorithm
-    assert search.finished and search.generation == 2
-    history = search.history()
-    assert [r["generation"] for r in history] == [0] * 6 + [1] * 3 + [2] * 3
-    failed = {r["individual"] for r in history if r["status"] == "failed"}
-    assert failed == {2, 4}
-    ref = [0.0, 22.0]  # worse than any score (negated) and any size of 21 genes
-
-    def volume(rows):
-        return hypervolume([[-r["score"], r["size"]] for r in rows if r["status"] == "ok"], ref)
-
-    assert volume(search.population()) >= volume([r for r in history if r["generation"] == 0])
-
-
-class InterruptAfter(tune.Callback):
-    """Sends the driver SIGINT (Ctrl+C) after ``n`` completed trials.
-
-    Tune answers SIGINT by stopping, saving the experiment state (searcher included) and
-    returning; ``flag`` makes it fire once, not again in the resumed run.
-    """
-
-    def __init__(self, n: int, flag: Path):
-        self.n, self.flag, self.done = n, flag, 0
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self.done += 1
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            return  # Tune did not take Ctrl+C over (not the main thread): no flag, test fails
-        if self.done == self.n and not self.flag.exists():
-            self.flag.touch()
-            os.kill(os.getpid(), signal.SIGINT)
-
-
-def test_interrupted_search_resumes_without_losing_or_repeating_a_trial(ray_local, tmp_path):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    expected = 6 + 3 + 3
-    tuner(
-        AskTellSearcher(NSGA2("nas_cell_g", **SETTINGS)),
-        tmp_path,
-        "resume",
-        {"runs": str(runs)},
-        callbacks=[InterruptAfter(7, tmp_path / "interrupted")],
-    ).fit()
-    assert (tmp_path / "interrupted").exists()
-
-    saved = AskTellSearcher(NSGA2("nas_cell_g", **SETTINGS))
-    saved.restore_from_dir(str(tmp_path / "resume"))
-    before = {(r["generation"], r["individual"]): r for r in saved.algorithm.history()}
-    assert 7 <= len(before) < expected and not saved.algorithm.finished  # stopped mid-search
-
-    results = tune.Tuner.restore(str(tmp_path / "resume"), trainable, resume_errored=True).fit()
-
-    final = AskTellSearcher(NSGA2("nas_cell_g", **SETTINGS))
-    final.restore_from_dir(str(tmp_path / "resume"))
-    history = final.algorithm.history()
-    assert final.algorithm.finished and len(history) == expected == len(results)
-    assert results.num_errors == 0
-    counts = executions(runs)
-    for key, row in before.items():  # told before the interruption: kept, never run again
-        assert counts[f"{key[0]}-{key[1]}"] == 1
-        now = next(r for r in history if (r["generation"], r["individual"]) == key)
-        assert {k: now[k] for k in row} == row
-    assert set(counts) == {f"{r['generation']}-{r['individual']}" for r in history}
-    # A reference search told the same results in one go ends identically.
-    reference = make(population_size=6, generations=3, seed=5)
-    drive(reference)
-    assert [r["genotype"] for r in reference.history()] == [r["genotype"] for r in history]

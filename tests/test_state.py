@@ -255,29 +255,9 @@ def test_controller_mid_search_continues_identically(tmp_path: Path) -> None:
     )
 
 
-def test_searcher_saves_json_beside_its_tensors_under_tune_names(tmp_path: Path) -> None:
-    from raygan.searchers.base import AskTellSearcher
-
-    searcher = AskTellSearcher(controller(), config={"budget": 3})
-    configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(3)}
-    searcher.on_trial_complete("t0", result=reward(configs["t0"]))
-    for _ in range(3):  # Tune saves again and again: one JSON, one tensors file
-        searcher.save_to_dir(str(tmp_path), session_str="s1")
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) == 2 and names[0] == "searcher-state-s1.json"
-    assert names[1].startswith("searcher-state-s1.tensors.")
-    restored = AskTellSearcher(controller(seed=1))
-    restored.restore_from_dir(str(tmp_path))
-    assert restored.base_config == {"budget": 3} and restored._live == searcher._live
-    for s in (searcher, restored):
-        for trial in ("t1", "t2"):
-            s.on_trial_complete(trial, result=reward(configs[trial]))
-    assert searcher.suggest("t3") == restored.suggest("t3")
-
-
 def test_driver_state_is_json(tmp_path: Path) -> None:
     driver = Driver.__new__(Driver)  # save/load need only the folder and the state
-    driver.__dict__.update(out=str(tmp_path / "search"), started_with={"seed": 0})
+    driver.__dict__.update(out=str(tmp_path / "search"), started_with={"seed": 0}, lease=None)
     driver.state = {"stage": 2, "d_weights": {0: "a/state.pt", 5: "b/state.pt"}, "done": False}
     driver.save()
     assert Driver.STATE == "search_state.json"
@@ -287,7 +267,8 @@ def test_driver_state_is_json(tmp_path: Path) -> None:
     }
     again = Driver.__new__(Driver)
     again.__dict__.update(out=driver.out, state={}, started_with={})
-    assert again.load() and same(again.state, driver.state)
+    again.load()
+    assert same(again.state, driver.state)
 
 
 def test_raygan_imports_no_pickle() -> None:

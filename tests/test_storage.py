@@ -224,6 +224,25 @@ def test_a_second_driver_is_refused_with_one_line_naming_the_holder(lease_root):
     assert not storage.exists(storage.join(lease_root, storage.LEASE_FILE))
 
 
+def test_a_lease_whose_driver_died_on_this_host_is_taken_over_at_once(tmp_path):
+    """A resume right after a crash need not wait out the timeout: the holder's pid is gone."""
+    import subprocess
+    import sys
+
+    root = str(tmp_path / "exp")
+    code = "import sys; from raygan import storage; storage.Lease.acquire(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", code, root], check=True)  # exits holding it
+    with pytest.raises(storage.LeaseHeld, match="gone from this host: --resume takes it over"):
+        storage.Lease.acquire(root)  # without --resume: refused all the same
+    taker = storage.Lease.acquire(root, takeover=True)
+    assert lease_record(root)["token"] == taker.token
+    mine = storage.Lease.acquire(str(tmp_path / "other"))
+    with pytest.raises(storage.LeaseHeld, match="live lease is never taken over"):
+        storage.Lease.acquire(str(tmp_path / "other"), takeover=True)  # alive: this process
+    mine.release()
+    taker.release()
+
+
 def test_a_stale_lease_is_taken_over_only_with_takeover(lease_root):
     dead = storage.Lease.acquire(lease_root, timeout_s=60)
     age_lease(lease_root, 1000)

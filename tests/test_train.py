@@ -265,3 +265,29 @@ def test_architect_with_gumbel_resumes_exactly_from_its_state():
     td.noise.manual_seed(8)  # other noise, other Gumbel draws: another search
     run(d, stream(), 1)
     assert not torch.equal(params(b.alpha_d), params(d.alpha_d))
+
+
+@pytest.mark.slow
+def test_a_shared_round_with_a_non_finite_loss_fails_and_is_not_saved(ray_local, tmp_path):
+    """A round whose loss went non-finite raises, reports no checkpoint, and is not retried
+    (it would diverge again); a driver never gets a state.pt to continue from."""
+    from raygan import supernet
+
+    spec = supernet.RoundSpec(
+        g_space="nas_cell_g",
+        d="autogan_d:",
+        paths=["nas_cell_g:1,1,1,0,2,3,1/1,1,0,1,3,0,5/0,1,0,3,0,0,3"],
+        gf=8,
+        df=8,
+        steps=8,
+        n_critic=1,
+        g_batch=8,
+        d_batch=8,
+        g_lr=1e30,  # one step and the weights are inf
+        d_lr=1e30,
+        max_images=64,
+        checkpoint_every=1,
+    )
+    with pytest.raises(supernet.RoundDiverged, match=r"loss is (nan|inf).*nothing of it is kept"):
+        supernet.train_round(spec, name="bad", storage_path=str(tmp_path), max_failures=2)
+    assert not list(tmp_path.rglob(supernet.STATE_FILE))

@@ -4,8 +4,8 @@ An algorithm (NSGA-II population, RL controller) satisfies :class:`AskTell`: ``a
 one configuration (or ``None`` while it waits for results), ``tell`` takes the result of a
 proposal (``None`` for a failed trial), ``finished`` says the search is over, and
 ``state_dict``/``load_state_dict`` carry its whole state as plain data (what
-:mod:`raygan.state` stores: no arbitrary objects). The Tune adapter lives in
-:mod:`raygan.searchers.base`.
+:mod:`raygan.state` stores: no arbitrary objects). The search driver
+(:mod:`raygan.strategies.common`) asks, saves the proposals, runs them as Tune trials and tells.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """AutoGAN's RL search: an LSTM controller trained by REINFORCE, grown cell by cell (MLAS).
 
 Pure torch, no Ray: :class:`ControllerSearch` satisfies ``raygan.searchers.asktell.AskTell``, so
-it runs under Tune through ``raygan.searchers.base.AskTellSearcher`` and in tests on its own.
+the search driver runs it (its proposals as Tune trials) and tests run it on its own.
 The method is METHODS.md section 1; the choices it leaves open are fixed here:
 
 - **Reward.** A metric of the trial result (``"is"`` by default) or a callable over several

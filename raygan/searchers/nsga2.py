@@ -1,7 +1,7 @@
 """NSGA-II over a raygan search space: EAGAN's evolutionary search (METHODS.md section 3).
 
-Plain numpy, no Ray: :class:`NSGA2` satisfies ``raygan.searchers.asktell.AskTell``, so it runs
-under Tune through ``raygan.searchers.base.AskTellSearcher`` and in tests on its own. The paper
+Plain numpy, no Ray: :class:`NSGA2` satisfies ``raygan.searchers.asktell.AskTell``, so the search
+driver runs it (its proposals as Tune trials) and tests run it on its own. The paper
 leaves these choices open; they are fixed here:
 
 - **Generations.** ``generations`` counts evaluated generations, the random initial one

@@ -177,5 +177,4 @@ class AdversarialnasSearch(common.Driver):
 
 def run(args: Spec) -> int:
     """Search with ``args``, a spec that :func:`validate` passed."""
-    options.check_dataset(args)
     return common.run_driver(STRATEGY, AdversarialnasSearch(args, STRATEGY))

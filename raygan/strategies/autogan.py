@@ -94,8 +94,7 @@ def new_controller(args: argparse.Namespace) -> ControllerSearch:
 
 # ----- the driver -------------------------------------------------------------------------------
 def iteration_over(search: ControllerSearch, *, stage: int, until_step: int) -> bool:
-    """Whether an iteration that began in ``stage`` and updates until ``until_step`` is over
-    (module level: Tune pickles it).
+    """Whether an iteration that began in ``stage`` and updates until ``until_step`` is over.
 
     The stage's last iteration runs on into the end-of-stage selection and ends when the
     controller has grown into the next stage (or finished).
@@ -111,9 +110,9 @@ def iteration_name(iteration: int) -> str:
 
 
 def trial_config(proposal: dict[str, Any], *, base: dict[str, Any], init_g: str) -> dict[str, Any]:
-    """The reward trial of one proposal (module level: Tune pickles it): zero steps, so the
-    proposal's active cells are scored with the round's shared weights as they are, at the
-    stage's resolution (their BatchNorm statistics recomputed first)."""
+    """The reward trial of one proposal: zero steps, so the proposal's active cells are scored
+    with the round's shared weights as they are, at the stage's resolution (their BatchNorm
+    statistics recomputed first)."""
     return {
         **base,
         **proposal,
@@ -126,8 +125,6 @@ def trial_config(proposal: dict[str, Any], *, base: dict[str, Any], init_g: str)
 
 class AutoganSearch(common.Driver):
     """Iteration by iteration over the three MLAS stages: an iteration is a boundary."""
-
-    rerun_errored = False  # later proposals depend on what an errored trial was told
 
     def fresh_state(self) -> dict[str, Any]:
         return {
@@ -206,11 +203,11 @@ class AutoganSearch(common.Driver):
         )
         return self.train_round(spec, f"round{iteration:03d}", "supernet")
 
-    def columns(self, proposal: Suggestion, trial: Any, search: ControllerSearch) -> dict:
+    def columns(self, proposal: Suggestion, outcome: dict, search: ControllerSearch) -> dict:
         """The controller's view of the proposal: its reward (the penalty for a failed
         trial), entropy, phase, and the baseline after its batch's update."""
         c = proposal.config
-        values = objectives_of(trial.metrics if trial.error is None else None, search.metrics)
+        values = objectives_of(None if outcome["error"] else outcome["metrics"], search.metrics)
         return {
             "stage": c["mlas_stage"],
             "generation": self.state["iteration"],
@@ -297,5 +294,4 @@ def report_iteration(rows: list[dict[str, Any]], search: ControllerSearch, stage
 
 def run(args: Spec) -> int:
     """Search with ``args``, a spec that :func:`validate` passed."""
-    options.check_dataset(args)
     return common.run_driver("autogan", AutoganSearch(args, "autogan"))

@@ -2,21 +2,27 @@
 its method; the checks every spec gets before Ray starts are :mod:`raygan.strategies.options`.
 
 The work between two boundaries is at most one shared-weights round (a Ray Train job, once
-per boundary) and one Tune experiment of candidate trials; a Tune experiment interrupted
-half-way is restored with ``Tuner.restore``, which keeps its finished trials and re-runs only
-the others.
+per boundary) and the boundary's candidate trials. The driver asks the search for a batch of
+proposals, saves them, and runs them as one Tune experiment; each trial's outcome and each
+checkpoint it reports go into the driver's state as they happen. A driver that restarts
+(``--resume``) never restores a Tune experiment (``Tuner.restore`` unpickles what it finds):
+it submits the batch's unfinished trials, and those that errored, to a new experiment, each
+continuing from its last checkpoint, and tells the search the batch's results in proposal
+order once all are in.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
-from raygan import results, state, storage
+from raygan import faults, results, state, storage
 from raygan.errors import UsageError
 from raygan.searchers.asktell import AskTell, Suggestion
 from raygan.spec import Spec
+
+Outcome = dict[str, Any]
+"""A finished trial as plain data (:data:`raygan.trainable.Outcome`)."""
 
 
 def bottom_width(dataset: str) -> int:
@@ -27,6 +33,10 @@ def bottom_width(dataset: str) -> int:
 class SearchFailed(RuntimeError):
     """Every trial of a boundary failed: something systemic (data, metrics, weights), not a
     bad architecture. The boundary is not recorded; ``--resume`` repeats it."""
+
+
+class LeaseLost(RuntimeError):
+    """Another driver took this experiment's lease over: this one stops writing."""
 
 
 class Driver:
@@ -53,17 +63,16 @@ class Driver:
     )
     """Settings that change where or how fast a search runs, not its results: ``--resume``
     may change them; every other setting must be the one the search started with."""
-    rerun_errored = True
-    """Whether a restored Tune experiment re-runs its errored trials (not where later
-    proposals depend on what an errored trial was told)."""
 
     def __init__(self, args: Spec, strategy: str):
         self.args = args
         self.strategy = strategy
         self.out = args.out
-        self.experiment = os.path.basename(self.out.rstrip("/"))
+        self.experiment = storage.basename(self.out)
         self.state: dict[str, Any] = {}
         self.started_with = self.settings()
+        self.restarted = False  # this process resumed a boundary another one began
+        self.lease: storage.Lease | None = None
 
     # -- the hooks a method fills
     def fresh_state(self) -> dict[str, Any]:
@@ -92,16 +101,16 @@ class Driver:
         raise NotImplementedError
 
     def over(self) -> Callable[[AskTell], bool]:
-        """Whether a search has reached this boundary (module-level: Tune pickles it)."""
+        """Whether a search has reached this boundary."""
         raise NotImplementedError
 
     def trial_config(self, shared: dict[str, Any]) -> Callable[[dict[str, Any]], dict]:
-        """A proposal's trial config (module-level: Tune pickles it)."""
+        """A proposal's trial config, from the proposal's own."""
         raise NotImplementedError
 
-    def columns(self, proposal: Suggestion, trial: Any, search: AskTell) -> dict[str, Any]:
-        """The method's own columns of a proposal's row (``trial``: its ``ray.tune.Result``),
-        once the search was told the results of the proposal's batch."""
+    def columns(self, proposal: Suggestion, outcome: Outcome, search: AskTell) -> dict[str, Any]:
+        """The method's own columns of a proposal's row, once the search was told the results
+        of the proposal's batch."""
         return {}
 
     def observe(self, rows: list[dict], shared: dict[str, Any], search: AskTell | None) -> None:
@@ -116,11 +125,29 @@ class Driver:
 
     # -- the loop
     def run(self) -> None:
+        """Check ``--out`` against ``--resume`` (reading only), create it, take the
+        experiment's lease, then run to the end."""
         from raygan import cluster
 
-        if not self.resume_or_start():
-            self.state = {**self.fresh_state(), "round": None}
-            self.save()
+        if self.args.resume and not storage.exists(self.state_path):
+            raise UsageError(f"--resume: nothing to resume in {self.out} (no {self.STATE})")
+        resumed = self.resume_or_start()
+        cluster.check_storage(self.out)
+        try:
+            self.lease = storage.Lease.acquire(self.out, takeover=self.args.resume)
+        except storage.LeaseHeld as err:
+            raise UsageError(str(err)) from None
+        with self.lease:
+            if resumed:  # as the lease's last holder left it
+                self.resume_or_start()
+            else:
+                self.state = {**self.fresh_state(), "round": None, "pending": None}
+                self.save()
+            self.loop()
+
+    def loop(self) -> None:
+        from raygan import cluster
+
         cluster.connect(self.args.address)
         self.prepare_metrics()
         while not self.finished:
@@ -133,43 +160,91 @@ class Driver:
                 self.fail(name, rows)
             self.observe(rows, self.state["round"], search)
             append_once(self.out, rows)
-            self.state["round"] = None
+            faults.point("rows-appended")
+            self.state.update(round=None, pending=None)
             self.save()
+            faults.point("state-saved")
             self.saved()
         self.finish()
 
     def evaluate(
         self, name: str, shared: dict[str, Any]
     ) -> tuple[list[dict[str, Any]], AskTell | None]:
-        """Score the boundary's proposals as one Tune experiment, then tell the search their
-        results in proposal order, a batch at a time; the rows (one per proposal) and the
-        search told."""
-        from raygan.searchers.base import KEY, AskTellSearcher, BoundaryView
+        """Score the boundary's proposals, a batch at a time (what the search proposes before
+        it needs results), each batch as one Tune experiment, telling the search each batch's
+        results in proposal order; the rows (one per proposal) and the search told. What is
+        in flight lives in ``state["pending"]``, saved as it changes."""
         from raygan.trainable import row_fields
 
-        search, over = self.search(), self.over()
-        view = BoundaryView(search, over, self.trial_config(shared))
-        trials = {t.config[KEY]: t for t in self.fit_trials(name, lambda: AskTellSearcher(view))}
-        rows = []
-        while not over(search):
-            batch = []
-            while (proposal := search.ask()) is not None:
-                batch.append(proposal)
-            if any(p.key not in trials for p in batch):  # Tune was stopped before asking
-                raise KeyboardInterrupt
-            for p in batch:
-                trial = trials[p.key]
-                search.tell(p.key, (trial.metrics or None) if trial.error is None else None)
-            rows += [
-                self.row({**row_fields(trials[p.key]), **self.columns(p, trials[p.key], search)})
-                for p in batch
+        search, over, to_trial = self.search(), self.over(), self.trial_config(shared)
+        pending = self.state.get("pending")
+        if pending is None:
+            pending = {"search": search.state_dict(), "rows": [], "batch": None, "attempt": 0}
+            self.state["pending"] = pending
+        search.load_state_dict(pending["search"])
+        while pending["batch"] is not None or not over(search):
+            if pending["batch"] is None:
+                pending["batch"] = propose(search, to_trial)
+                pending.update(search=search.state_dict(), outcomes={}, checkpoints={})
+                self.save()
+            outcomes = self.run_batch(name, pending)
+            for item, outcome in zip(pending["batch"], outcomes, strict=True):
+                search.tell(item["key"], outcome["metrics"] if outcome["error"] is None else None)
+            for item, outcome in zip(pending["batch"], outcomes, strict=True):
+                own = self.columns(Suggestion(item["key"], item["config"]), outcome, search)
+                pending["rows"].append(self.row({**row_fields(outcome), **own}))
+            pending.update(search=search.state_dict(), batch=None, outcomes={}, checkpoints={})
+            self.save()
+        return pending["rows"], search
+
+    def run_batch(self, name: str, pending: dict[str, Any]) -> list[Outcome]:
+        """The outcomes of the pending batch, in proposal order: those saved already, then the
+        rest from a new Tune experiment (after a restart, errored trials are run again)."""
+        done, checkpoints = pending["outcomes"], pending["checkpoints"]
+        if self.restarted:
+            for key in [k for k, o in done.items() if o["error"] is not None]:
+                del done[key]
+            self.restarted = False
+        todo = [item for item in pending["batch"] if item["key"] not in done]
+        if todo:
+            attempt = pending["attempt"]
+            pending["attempt"] += 1
+            self.save()
+
+            def finished(outcome: Outcome) -> None:
+                done[todo[outcome["index"]]["key"]] = outcome
+                self.save()
+                faults.point("trial-done")
+
+            def checkpointed(index: int, uri: str) -> None:
+                faults.point("mid-checkpoint")
+                checkpoints[todo[index]["key"]] = uri
+                self.save()
+
+            configs = [
+                {
+                    **item["trial"],
+                    "proposal": item["key"],
+                    "resume_from": checkpoints.get(item["key"]),
+                }
+                for item in todo
             ]
-        return rows, search
+            self.fit_trials(
+                attempt_name(name, attempt),
+                configs,
+                on_outcome=finished,
+                on_checkpoint=checkpointed,
+            )
+        return [done[item["key"]] for item in pending["batch"]]
 
     def fail(self, name: str, rows: list[dict[str, Any]]) -> None:
-        """Stop before anything of the boundary is recorded, and drop its Tune experiment so
-        that ``--resume`` scores it afresh."""
-        storage.delete(storage.join(self.out, "tune", name))
+        """Stop before anything of the boundary is recorded: its proposals and trials are
+        dropped, so that ``--resume`` proposes and scores them afresh (its shared round is kept)."""
+        attempts = (self.state.get("pending") or {}).get("attempt", 1)
+        for attempt in range(max(attempts, 1)):
+            storage.delete(storage.join(self.out, "tune", attempt_name(name, attempt)))
+        self.state["pending"] = None
+        self.save()
         error = next((r["error"] for r in rows if r.get("error")), "no trial reported a score")
         raise SearchFailed(
             f"every trial of {name} failed ({error}); fix the cause and rerun with --resume"
@@ -185,27 +260,30 @@ class Driver:
         return {k: v for k, v in self.args.to_dict().items() if k not in self.RUN_ONLY}
 
     def save(self) -> None:
+        """Save the state, unless another driver took the experiment over: then stop."""
+        if self.lease is not None and self.lease.lost:
+            raise LeaseLost(self.lease.lost_reason)
         state.save(self.state_path, {**self.state, "settings": self.started_with})
 
-    def load(self) -> bool:
-        if not storage.exists(self.state_path):
-            return False
+    def load(self) -> None:
         self.state = state.load(self.state_path)
         self.started_with = self.state.pop("settings", {})
-        return True
 
     def resume_or_start(self) -> bool:
-        """Load the saved state under ``--resume`` (True), or check that ``--out`` holds no
-        earlier search (False: the loop sets up a fresh state); all before Ray starts."""
-        storage.makedirs(self.out)
-        resumed = self.args.resume and self.load()
-        if self.args.resume and not resumed:
-            raise UsageError(f"nothing to resume in {self.out} (no {self.STATE})")
-        if not resumed and results.load(self.out).shape[0]:
-            raise UsageError(f"{self.out} already holds a search; use --resume or a new --out")
+        """Load the saved state under ``--resume`` (True), or check that ``--out`` holds
+        nothing but this driver's lease (False: the loop sets up a fresh state); all before
+        Ray starts, writing nothing."""
+        if not self.args.resume:
+            if earlier := [e for e in entries(self.out) if e not in storage.LEASE_FILES]:
+                raise UsageError(
+                    f"--out {self.out} already holds {', '.join(earlier[:3])}"
+                    f"{' ...' if len(earlier) > 3 else ''}; use --resume or a new --out"
+                )
+            return False
+        self.load()
         now, then = self.settings(), self.started_with
         changed = [k for k in sorted(then.keys() | now.keys()) if then.get(k) != now.get(k)]
-        if resumed and changed:
+        if changed:
             raise UsageError(
                 "--resume needs the settings the search started with: "
                 + "; ".join(
@@ -213,7 +291,8 @@ class Driver:
                     for k in changed
                 )
             )
-        return bool(resumed)
+        self.restarted = self.state.get("pending") is not None
+        return True
 
     def prepare_metrics(self) -> None:
         """Resolve the extractor once (every trial uses the same) and cache the reference
@@ -228,20 +307,19 @@ class Driver:
         for reference in self.references():
             metrics.reference_statistics(reference, extractor)
 
-    def fit_trials(self, name: str, searcher: Callable[[], Any], **options: Any) -> list:
-        """Run Tune experiment ``name`` of this search (under ``<out>/tune``) to its end; its
-        trials' results (:func:`raygan.trainable.fit_trials`, ``options`` as there)."""
+    def fit_trials(self, name: str, configs: list[dict[str, Any]], **options: Any) -> list:
+        """Run ``configs`` as Tune experiment ``name`` of this search (under ``<out>/tune``);
+        their outcomes (:func:`raygan.trainable.fit_trials`, ``options`` as there)."""
         from raygan import cluster
         from raygan.trainable import fit_trials
 
         return fit_trials(
             cluster.storage_uri(storage.join(self.out, "tune")),
             name,
+            configs,
             resources=cluster.trial_resources(self.args.cpus, self.args.gpus),
-            searcher=searcher,
             concurrency=self.args.concurrency,
             reuse_actors=True,  # a trial often takes less time than a process importing torch
-            resume_errored=self.rerun_errored,
             **options,
         )
 
@@ -293,6 +371,34 @@ class Driver:
         return results.row(fields, experiment=self.experiment, strategy=self.strategy)
 
 
+def entries(folder: str) -> list[str]:
+    """The names under ``folder`` (none if it does not exist)."""
+    import pyarrow.fs as pafs
+
+    fs, inner = storage.filesystem(folder)
+    if fs.get_file_info(inner).type == pafs.FileType.NotFound:
+        return []
+    return sorted(f.base_name for f in fs.get_file_info(pafs.FileSelector(inner)))
+
+
+def propose(search: AskTell, to_trial: Callable[[dict[str, Any]], dict]) -> list[dict]:
+    """What the search proposes before it needs results: each proposal's key, its config and
+    its trial's config."""
+    batch = []
+    while (proposal := search.ask()) is not None:
+        batch.append(
+            {"key": proposal.key, "config": proposal.config, "trial": to_trial(proposal.config)}
+        )
+    if not batch:
+        raise RuntimeError("the search proposed nothing before its boundary")
+    return batch
+
+
+def attempt_name(name: str, attempt: int) -> str:
+    """The Tune experiment of a boundary's ``attempt``-th run of trials (0: the first)."""
+    return name if attempt == 0 else f"{name}-r{attempt}"
+
+
 def append_once(out: str, rows: list[dict[str, Any]]) -> None:
     """Append the rows whose trial the table lacks: a driver killed after appending a
     boundary's rows but before saving its state replays that boundary without repeating one."""
@@ -302,10 +408,13 @@ def append_once(out: str, rows: list[dict[str, Any]]) -> None:
 
 def run_driver(tag: str, driver: Driver) -> int:
     """Run the search; Ctrl-C leaves the saved state and says how to resume (exit 130); a
-    boundary whose every trial failed stops with its error (exit 1)."""
+    boundary whose every trial failed, or a shared round that diverged, stops with its error
+    (exit 1)."""
+    from raygan.supernet import RoundDiverged
+
     try:
         driver.run()
-    except SearchFailed as err:
+    except (SearchFailed, LeaseLost, RoundDiverged) as err:
         print(f"[{tag}] stopped: {err}")
         return 1
     except KeyboardInterrupt:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from raygan import results, spaces, storage
 from raygan.errors import UsageError
-from raygan.searchers.base import Suggestion
+from raygan.searchers.asktell import Suggestion
 from raygan.searchers.nsga2 import NSGA2
 from raygan.spec import Spec
 from raygan.strategies import common, options
@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_options(p, OPTIONS)
     p.add_argument(
         "--s2-steps",
-        type=int,
+        type=options.argument_type(int, 1),
         help="stage-2 steps each pair trains per generation (default: --s2-round-steps "
         "shared by the P pairs, as in the paper)",
     )
@@ -88,7 +88,7 @@ def trial_config(
     init_g: str | None,
     init_d: dict[int, str],
 ) -> dict[str, Any]:
-    """The Tune trial config for one NSGA-II individual (module level: Tune pickles it)."""
+    """The Tune trial config for one NSGA-II individual."""
     ident = individual["individual"]
     genotype = individual["genotype"]
     config = dict(base)
@@ -106,7 +106,7 @@ def trial_config(
 
 
 def generation_over(search: NSGA2, *, generation: int) -> bool:
-    """Whether NSGA-II has closed ``generation`` (module level: Tune pickles it)."""
+    """Whether NSGA-II has closed ``generation``."""
     return search.finished or search.generation != generation
 
 
@@ -208,7 +208,7 @@ class EaganSearch(common.Driver):
         )
         return self.train_round(spec, supernet_run_name(search.generation), "supernet")
 
-    def columns(self, proposal: Suggestion, trial: Any, search: NSGA2) -> dict[str, Any]:
+    def columns(self, proposal: Suggestion, outcome: dict, search: NSGA2) -> dict[str, Any]:
         """Where selection put the individual: its Pareto rank and crowding distance."""
         key = (proposal.config["generation"], proposal.config["individual"])
         h = next(h for h in search.history() if (h["generation"], h["individual"]) == key)
@@ -293,5 +293,4 @@ def pick_best(front: pd.DataFrame, objectives: tuple[str, ...]) -> pd.Series:
 
 def run(args: Spec) -> int:
     """Search with ``args``, a spec that :func:`validate` passed."""
-    options.check_dataset(args)
     return common.run_driver("eagan", EaganSearch(args, "eagan"))
