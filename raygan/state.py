@@ -95,7 +95,13 @@ def load(path: str) -> Any:
             )
         import torch
 
-        tensors = torch.load(io.BytesIO(blob), weights_only=True)
+        try:
+            tensors = torch.load(io.BytesIO(blob), weights_only=True)
+        except Exception as err:  # torch raises an UnpicklingError for any other global
+            first = " ".join(str(err).split())[:200]
+            raise StateError(
+                f"{path}: its tensors file is not weights-only data ({first})"
+            ) from None
     return _decode(doc["data"], tensors, path)
 
 

@@ -322,6 +322,9 @@ class _Outcomes(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         lines = (trial.get_error() or "").strip().splitlines()  # the text trace, not the pickle
+        # Tune reads each errored trial's pickled exception back from storage when the run
+        # ends (its ResultGrid): forget that file, so it falls back to the text trace.
+        trial.run_metadata.pickled_error_filename = None
         self.send(trial, lines[-1][:500] if lines else "the trial failed")
 
     def on_checkpoint(

@@ -114,7 +114,37 @@ def killed_runs(strategy: str, out: str, tmp_path) -> list[dict]:
         log = (tmp_path / f"run{i}.log").read_text()
         assert code == -9 and f"fault injected: {fault.split(':')[0]}" in log, log[-3000:]
         saved.append(state.load(os.path.join(out, Driver.STATE)))
+        plant_payloads(out, str(tmp_path / "payload-ran"))
     return saved
+
+
+class Payload:
+    """Unpickling this creates ``marker`` (the pickle names only ``builtins.open``)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def plant_payloads(out: str, marker: str) -> None:
+    """What an attacker with write access to ``--out`` would plant for a resume to read:
+    Tune's experiment files (``tuner.pkl``, a searcher's pickle, an experiment state whose trial
+    is a hex-encoded cloudpickle, as Tune writes them) in every Tune experiment and Ray Train
+    run folder, and a pickled driver state beside the JSON one."""
+    import glob
+    import pickle
+
+    blob = pickle.dumps(Payload(marker))
+    state = {"trial_data": [[json.dumps({"trial_id": "x"}), json.dumps({"stub": blob.hex()})]]}
+    for folder in [*glob.glob(os.path.join(out, "*", "*")), out]:
+        if os.path.isdir(folder):
+            for name in ("tuner.pkl", "search_state.pkl", "searcher-state-2026.pkl"):
+                with open(os.path.join(folder, name), "wb") as f:
+                    f.write(blob)
+            with open(os.path.join(folder, "experiment_state-2026-12-02_00-00-00.json"), "w") as f:
+                json.dump(state, f)
 
 
 @pytest.mark.slow
@@ -141,6 +171,7 @@ def test_killed_and_resumed_search_matches_its_expected_table(strategy, ray_loca
         for column in KEYS + VALUES:
             assert same(row[column], want[column]), (column, row, want)
     agrees_with_search(strategy, df, state.load(os.path.join(out, Driver.STATE)))
+    assert not (tmp_path / "payload-ran").exists()  # nothing planted was unpickled
 
 
 def agrees_with_search(strategy: str, df, final: dict) -> None:

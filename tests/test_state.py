@@ -149,6 +149,38 @@ def test_a_tensors_file_that_does_not_match_is_refused(tmp_path: Path) -> None:
         state.load(path)
 
 
+class Payload:
+    """Unpickling this creates ``marker`` (the pickle names only ``builtins.open``)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_malicious_tensors_file_is_refused_and_never_runs(tmp_path: Path) -> None:
+    """An attacker who rewrites the tensors file and its hash in the JSON still gets no code
+    run: the file is read with ``weights_only=True``, which refuses any other global."""
+    import hashlib
+    import io
+
+    path, marker = tmp_path / "s.json", tmp_path / "payload-ran"
+    state.save(str(path), {"w": torch.ones(3)})
+    (tensors,) = (p for p in tmp_path.iterdir() if p.suffix == ".pt")
+    buffer = io.BytesIO()
+    torch.save({"w": Payload(str(marker))}, buffer)
+    tensors.write_bytes(buffer.getvalue())
+    doc = json.loads(path.read_text())
+    doc["tensors"]["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    path.write_text(json.dumps(doc))
+    with pytest.raises(state.StateError, match="weights-only"):
+        state.load(str(path))
+    assert not marker.exists()
+    torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)  # the payload is live
+    assert marker.exists()
+
+
 def test_an_unknown_marker_or_format_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     for data in ({"$pickle": "gASV"}, {"$tuple": [1], "extra": 2}, [{"$tensor": "t0"}]):

@@ -99,14 +99,32 @@ def test_a_path_scored_as_inherited_does_not_depend_on_the_supernets_batch_norm_
     assert finals[0]["fid"] == finals[1]["fid"] and finals[0]["is"] == finals[1]["is"]
 
 
-def test_an_experiment_whose_state_a_kill_cut_short_is_not_restored(tmp_path):
-    """A driver killed while Tune wrote its experiment state leaves the file truncated; Tune
-    would restart around a stale searcher, so the experiment runs afresh instead."""
-    from raygan.trainable import restorable
+def test_fit_trials_hands_back_outcomes_and_never_reads_a_pickled_error(ray_local, tmp_path):
+    """Outcomes come back in the configs' order as plain data; a trial that raised is an
+    outcome with its error's last line, and Tune is left no pickled exception to read back
+    (its ResultGrid would unpickle one from storage)."""
+    from ray.tune.experiment.trial import Trial
 
-    (tmp_path / "tuner.pkl").write_bytes(b"tuner")
-    assert not restorable(str(tmp_path))  # no experiment state yet
-    (tmp_path / "experiment_state-2026-12-02_00-45-09.json").write_text('{"trials": []}')
-    assert restorable(str(tmp_path))
-    (tmp_path / "experiment_state-2026-12-02_00-45-31.json").write_text("")  # the newest, cut
-    assert not restorable(str(tmp_path))
+    from raygan.trainable import fit_trials
+
+    calls = []
+    original = Trial.get_pickled_error
+
+    def spy(self):
+        calls.append(original(self))
+        return calls[-1]
+
+    good = {"g": "nas_cell_g:1,1,1,0,2,3,1/1,1,0,1,3,0,5/0,1,0,3,0,0,3", "d": "autogan_d:"}
+    good.update(gf=8, df=8, steps=0, eval_samples=10, max_images=64, reference_images=64)
+    bad = {**good, "g": "nas_cell_g:9"}
+    Trial.get_pickled_error = spy
+    try:
+        outcomes = fit_trials(str(tmp_path), "run", [bad, good], resources={"CPU": 1})
+    finally:
+        Trial.get_pickled_error = original
+    assert [o["index"] for o in outcomes] == [0, 1]
+    assert outcomes[0]["error"] and "nas_cell_g" in outcomes[0]["error"]
+    assert outcomes[1]["error"] is None and outcomes[1]["metrics"]["status"] == "ok"
+    assert outcomes[1]["checkpoint"] and outcomes[0]["checkpoint"] is None
+    assert outcomes[1]["config"]["g"] == good["g"] and "index" not in outcomes[1]["config"]
+    assert calls and all(c is None for c in calls)  # asked, and given nothing to unpickle
