@@ -12,10 +12,9 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from raygan.errors import UsageError, one_line
@@ -56,29 +55,6 @@ class Parser(argparse.ArgumentParser):
             flag, rest = match.groups()
             message = f"{flag} {rest}" if rest.startswith("must ") else f"{flag}: {rest}"
         raise BadArgument(self.prog, one_line(message))
-
-
-def within(seconds: float, what: str, work: Callable[[], T]) -> T:
-    """``work()`` (reading the storage an option names), waiting at most ``seconds``: a bucket
-    or cloud filesystem that never answers stops with one line naming ``what`` instead of a
-    hang. Whatever ``work`` raises is raised here."""
-    done: list[T] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            done.append(work())
-        except BaseException as err:  # raised in the caller's thread below
-            failed.append(err)
-
-    worker = threading.Thread(target=run, name="raygan-read-input", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise UsageError(f"{what}: no answer from its storage within {seconds:g} s")
-    if failed:
-        raise failed[0]
-    return done[0]
 
 
 def storage_timeout() -> float:
@@ -168,7 +144,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 def resolve_arch(args: argparse.Namespace):
     """The arch to train (zoo name or genotype file), widths scaled, as a ``spaces.Arch``."""
-    from raygan import spaces, zoo
+    from raygan import spaces, storage, zoo
 
     if bool(args.arch) == bool(args.genotype_file):
         raise UsageError("give exactly one of --arch NAME or --genotype-file PATH")
@@ -183,7 +159,7 @@ def resolve_arch(args: argparse.Namespace):
     else:
         path = args.genotype_file
         try:
-            arch = within(
+            arch = storage.within(
                 storage_timeout(), f"--genotype-file {path}", lambda: spaces.read_arch_file(path)
             )
         except spaces.BadArchFile as err:
@@ -279,7 +255,7 @@ def read_checkpoint(path: str, device: Any) -> tuple[dict[str, Any], Any]:
         return has_state, text, inside
 
     try:
-        has_state, text, inside = within(storage_timeout(), where, probe)
+        has_state, text, inside = storage.within(storage_timeout(), where, probe)
     except (OSError, ValueError) as err:  # unknown scheme, no access, not text
         raise UsageError(f"{where}: cannot read it ({one_line(err)})") from None
     if text is None:
@@ -421,7 +397,7 @@ def check_resumable(out: str) -> None:
         state.load(path)
 
     try:
-        within(storage_timeout(), f"--resume {out}", probe)
+        storage.within(storage_timeout(), f"--resume {out}", probe)
     except (OSError, ValueError) as err:  # state.StateError, a JSON or text error, no access
         detail = one_line(err)
         detail = detail if path in detail else f"{path}: {detail}"

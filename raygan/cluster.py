@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -64,29 +63,23 @@ def check_storage(uri: str, *, timeout_s: float = STORAGE_TIMEOUT_S) -> None:
     ``timeout_s``) raises :class:`UsageError` with one line naming ``--out``, ``uri`` and the
     reason.
     """
-    from raygan import results
-
-    failure: list[BaseException] = []
+    from raygan import results, storage
 
     def probe() -> None:
-        try:
-            fs, root = results.filesystem(uri)
-            fs.create_dir(root, recursive=True)
-            name = f"{root.rstrip('/')}/.raygan-probe-{uuid.uuid4().hex[:12]}"
-            with fs.open_output_stream(name) as f:
-                f.write(b"raygan")
-            fs.delete_file(name)
-        except BaseException as err:  # reported below, in the caller's thread
-            failure.append(err)
+        fs, root = results.filesystem(uri)
+        fs.create_dir(root, recursive=True)
+        name = f"{root.rstrip('/')}/.raygan-probe-{uuid.uuid4().hex[:12]}"
+        with fs.open_output_stream(name) as f:
+            f.write(b"raygan")
+        fs.delete_file(name)
 
-    worker = threading.Thread(target=probe, name="raygan-check-storage", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        raise UsageError(f"--out: storage {uri} did not answer within {timeout_s:g} s{_hint(uri)}")
-    if failure:
-        reason = " ".join(str(failure[0]).split()) or type(failure[0]).__name__
-        raise UsageError(f"--out: cannot write to storage {uri}: {reason}{_hint(uri)}")
+    try:
+        storage.within(timeout_s, f"--out {uri}", probe)
+    except UsageError:
+        raise
+    except Exception as err:  # any failure of the probe: the storage cannot be used
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise UsageError(f"--out: cannot write to storage {uri}: {reason}{_hint(uri)}") from None
 
 
 def _hint(uri: str) -> str:

@@ -24,11 +24,39 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+
+from raygan.errors import UsageError
+
+T = TypeVar("T")
+
+
+def within(seconds: float, what: str, work: Callable[[], T]) -> T:
+    """``work()`` (reading or writing the storage an option names), waiting at most
+    ``seconds``: a bucket or cloud filesystem that never answers stops with one line naming
+    ``what`` instead of a hang. Whatever ``work`` raises is raised here."""
+    done: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(work())
+        except BaseException as err:  # raised in the caller's thread below
+            failed.append(err)
+
+    worker = threading.Thread(target=run, name="raygan-storage", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise UsageError(f"{what}: no answer from its storage within {seconds:g} s")
+    if failed:
+        raise failed[0]
+    return done[0]
 
 
 def is_uri(path: str) -> bool:
@@ -387,6 +415,23 @@ class Lease:
                 "token": self.token,
             }
         ).encode()
+
+
+def lease_holder(out: str, timeout_s: float = LEASE_TIMEOUT_S) -> str | None:
+    """One line naming the driver that holds ``out``'s lease now, or None (no lease, a stale
+    one, one whose driver is gone from this host, or this process's own); reads only."""
+    found = _lease_store(join(out, LEASE_FILE)).read()
+    if found is None:
+        return None
+    holder = _holder(found[0])
+    age = _age(holder, found[2])
+    mine = holder is not None and (holder["host"], holder["pid"]) == (
+        socket.gethostname(),
+        os.getpid(),
+    )
+    if age > timeout_s or _dead_here(holder) or mine:
+        return None
+    return _held_message(join(out, LEASE_FILE), holder, age, timeout_s, takeover=False)
 
 
 def _holder(data: bytes) -> dict[str, Any] | None:

@@ -26,10 +26,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """A real ``ray.init(num_cpus=2)``, started once and shut down at the end."""
+def ray_local(moto_s3):
+    """A real ``ray.init(num_cpus=2)``, started once and shut down at the end. Its workers,
+    and every process a test starts from then on, reach the moto S3 server (its environment
+    is set first), so a search with ``--out s3://...`` runs on it as on a bucket."""
     import ray
 
+    os.environ.update(moto_s3.env)
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray

@@ -47,3 +47,19 @@ def run_cli(args: list[str], log: str, env: dict[str, str], timeout: float = 600
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             kill_processes_naming(ray_tmp)
+
+
+def outcome(result) -> dict:
+    """A ``ray.tune.Result`` of a test's own Tuner as the driver's outcome (plain data), so the
+    test builds its rows the way the driver does (``raygan.trainable.row_fields``)."""
+    from raygan import storage
+
+    error = None if result.error is None else str(result.error).strip().splitlines()[-1]
+    return {
+        "index": 0,
+        "trial_id": result.metrics.get("trial_id") or os.path.basename(result.path),
+        "config": result.config,
+        "metrics": dict(result.metrics or {}),
+        "checkpoint": storage.checkpoint_uri(result.checkpoint) if result.checkpoint else None,
+        "error": error,
+    }

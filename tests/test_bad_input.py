@@ -531,12 +531,12 @@ def test_eval_scores_a_zero_step_checkpoint_read_through_a_uri(
 def test_storage_that_never_answers_is_one_line_not_a_hang():
     import threading
 
-    from raygan import cli
+    from raygan import storage
     from raygan.errors import UsageError
 
     never = threading.Event()
     with pytest.raises(UsageError, match="checkpoint s3://b/x: no answer from its storage"):
-        cli.within(0.2, "checkpoint s3://b/x", never.wait)
-    assert cli.within(5, "x", lambda: 3) == 3
+        storage.within(0.2, "checkpoint s3://b/x", never.wait)
+    assert storage.within(5, "x", lambda: 3) == 3
     with pytest.raises(KeyError):
-        cli.within(5, "x", lambda: {}["k"])
+        storage.within(5, "x", lambda: {}["k"])

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from procs import outcome
 from ray.tune import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -417,7 +418,9 @@ def generation(out: Path, cluster) -> dict:
     grid = tuner.fit()
     killer.join(1)
     # the driver's path: each trial's row from its Result, appended once the run is over
-    rows = [results.row(row_fields(r), experiment="generation", strategy="eagan") for r in grid]
+    rows = [
+        results.row(row_fields(outcome(r)), experiment="generation", strategy="eagan") for r in grid
+    ]
     append_once(experiment, rows)
     table = results.load(experiment)
     return {

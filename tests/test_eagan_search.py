@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import glob
+import io
 import json
 import math
 import os
@@ -67,12 +68,18 @@ def finished_trials(out: str, experiment: str) -> int:
     return count
 
 
-def final_reports_per_trial(out: str) -> list[int]:
-    counts = []
+def final_reports_per_proposal(out: str) -> list[int]:
+    """How many final reports each proposal's trials made, over every Tune experiment of the
+    search (a resumed boundary reruns its unfinished trials in an experiment of its own)."""
+    counts: dict[tuple, int] = {}
     for path in glob.glob(os.path.join(out, "tune", "*", "*", "result.json")):
         with open(path) as f:
-            counts.append(sum(bool(json.loads(line).get("done")) for line in f if line.strip()))
-    return counts
+            for line in filter(str.strip, f):
+                result = json.loads(line)
+                trial = result["config"]["trial"]
+                key = (trial["row"]["stage"], trial["proposal"])
+                counts[key] = counts.get(key, 0) + bool(result.get("done"))
+    return list(counts.values())
 
 
 def state_files(out: str) -> dict[str, bytes]:
@@ -107,6 +114,11 @@ def search(request, tmp_path_factory) -> SimpleNamespace:
             assert time.time() < deadline, "search made no progress"
             time.sleep(0.5)
         assert proc.poll() is None, f"the search exited early with code {proc.returncode}"
+        second = {}  # a second driver on the same --out, with and without --resume
+        for extra in ([], ["--resume"]):
+            with contextlib.redirect_stderr(io.StringIO()) as err:
+                code = main(["search", "eagan", *options, *extra])
+            second[tuple(extra)] = (code, err.getvalue(), proc.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
@@ -118,7 +130,15 @@ def search(request, tmp_path_factory) -> SimpleNamespace:
 
     request.getfixturevalue("ray_local")  # the session's Ray, from here on
     assert main(["search", "eagan", *options, "--resume", "--concurrency", "2"]) == 0
-    return SimpleNamespace(out=out, options=options, before=before, killed=killed)
+    return SimpleNamespace(out=out, options=options, before=before, killed=killed, second=second)
+
+
+def test_a_second_driver_stops_at_once_naming_the_first(search):
+    """While the search ran, the same command (and the same with --resume) stopped with one
+    line naming the running driver's host and pid: the lease, not a race on the state."""
+    for code, err, pid in search.second.values():
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "is held by another driver" in err and f"pid {pid}," in err, err
 
 
 def test_killed_mid_generation_resumes_without_losing_or_repeating(search):
@@ -139,8 +159,9 @@ def test_killed_mid_generation_resumes_without_losing_or_repeating(search):
     pd.testing.assert_frame_equal(
         df.iloc[: len(before)].reset_index(drop=True), before.reset_index(drop=True)
     )
-    # no finished trial ran twice: every trial reached its final report exactly once
-    assert final_reports_per_trial(out) and set(final_reports_per_trial(out)) == {1}
+    # no finished trial ran twice: every proposal reached its final report exactly once
+    assert len(final_reports_per_proposal(out)) == len(df)
+    assert set(final_reports_per_proposal(out)) == {1}
     assert (df["status"] == "ok").all()
     for column in ("is", "fid", "g_params", "d_params", "rank", "crowding"):
         assert df[column].notna().all(), column

@@ -88,34 +88,58 @@ def same(a, b) -> bool:
     return a == b
 
 
-KILLS: dict[str, list[tuple[str, str | None]]] = {
-    # (RAYGAN_FAULT, the proposal whose trial fails in that run)
-    "eagan": [("trial-done:4", "0-1"), ("mid-checkpoint:1", None)],
-    "autogan": [("trial-done:2", "p0"), ("rows-appended:1", None)],
-    "adversarialnas": [("state-saved:1", None), ("rows-appended:1", None)],
+KILLS: dict[str, list[tuple[str, str | None, int]]] = {
+    # (RAYGAN_FAULT, the proposal whose trial fails in that run ("*": every one), exit code)
+    "eagan": [("", "*", 1), ("trial-done:4", "0-1", -9), ("mid-checkpoint:1", None, -9)],
+    "autogan": [("trial-done:2", "p0", -9), ("rows-appended:1", None, -9)],
+    "adversarialnas": [("state-saved:1", None, -9), ("rows-appended:1", None, -9)],
 }
-"""Where each strategy's runs are killed: after stage-1 generation 0's four trials finished,
-one of them having failed; then as its rerun reports its checkpoint (EAGAN); after the first
-controller batch finished, one having failed, then once an iteration's rows were appended but
-its state not saved (AutoGAN); after epoch 1's state was saved, then once epoch 2's row was
-appended (AdversarialNAS)."""
+"""Each strategy's runs before the last, in turn. EAGAN: every trial of stage-1 generation 0
+fails (the search stops, keeping the generation's shared round); then killed once that
+generation's four trials finished, one of them having failed; then as the failed one's rerun
+reports its checkpoint. AutoGAN (on S3): killed after the first controller batch finished, one
+having failed; then once an iteration's rows were appended but its state not saved.
+AdversarialNAS: killed after epoch 1's state was saved, then once epoch 2's row was appended."""
+
+ON_S3 = {"autogan"}
+"""Strategies whose test runs with ``--out`` on S3 (the moto server of tests/conftest.py)."""
 
 
 def killed_runs(strategy: str, out: str, tmp_path) -> list[dict]:
-    """Run the strategy's kills in turn (each a process of its own); the state each left."""
-    from raygan import state
+    """Run the strategy's runs in turn (each a process of its own, with a Ray of its own);
+    the state each left."""
+    from raygan import results, state, storage
     from raygan.strategies.common import Driver
 
     saved = []
-    for i, (fault, failing) in enumerate(KILLS[strategy]):
+    for i, (fault, failing, expected) in enumerate(KILLS[strategy]):
         env = {"RAYGAN_FAULT": fault, "RAYGAN_FAULT_TRIAL": failing or ""}
         args = ["search", strategy, *TINY[strategy], "--out", out] + (["--resume"] if i else [])
         code = run_cli(args, str(tmp_path / f"run{i}.log"), env)
         log = (tmp_path / f"run{i}.log").read_text()
-        assert code == -9 and f"fault injected: {fault.split(':')[0]}" in log, log[-3000:]
-        saved.append(state.load(os.path.join(out, Driver.STATE)))
-        plant_payloads(out, str(tmp_path / "payload-ran"))
+        said = f"fault injected: {fault.split(':')[0]}" if fault else f"[{strategy}] stopped:"
+        assert code == expected and said in log, log[-3000:]
+        saved.append(state.load(storage.join(out, Driver.STATE)))
+        if failing == "*":  # nothing of the failed boundary reached the table
+            assert results.load(out).empty
+        if strategy not in ON_S3:
+            plant_payloads(out, str(tmp_path / "payload-ran"))
     return saved
+
+
+def check_killed(strategy: str, out: str, saved: list[dict]) -> None:
+    """What each run left: a boundary where every trial failed recorded nothing but its round;
+    a failed trial's error was in the state before the kill."""
+    from raygan import storage
+
+    for (_, failing, _), left in zip(KILLS[strategy], saved, strict=True):
+        if failing == "*":
+            assert left["pending"] is None and left["round"]["state"]  # the round is kept
+            assert not storage.exists(storage.join(out, "tune", "stage1-gen0"))
+        elif failing:
+            outcomes = left["pending"]["outcomes"]
+            assert "fault injected" in outcomes[failing]["error"]
+            assert all(o["error"] is None for k, o in outcomes.items() if k != failing)
 
 
 class Payload:
@@ -149,19 +173,17 @@ def plant_payloads(out: str, marker: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", sorted(TINY))
-def test_killed_and_resumed_search_matches_its_expected_table(strategy, ray_local, tmp_path):
-    from raygan import results, state
+def test_killed_and_resumed_search_matches_its_expected_table(
+    strategy, ray_local, moto_s3, tmp_path
+):
+    from raygan import results, state, storage
     from raygan.cli import main
     from raygan.strategies.common import Driver
 
     with open(os.path.join(GOLDEN, f"{strategy}.json")) as f:
         expected = json.load(f)
-    out = str(tmp_path / strategy)
-    saved = killed_runs(strategy, out, tmp_path)
-    if KILLS[strategy][0][1]:  # the failing trial's error was recorded before the first kill
-        outcomes = saved[0]["pending"]["outcomes"]
-        assert "fault injected" in outcomes[KILLS[strategy][0][1]]["error"]
-        assert all(o["error"] is None for k, o in outcomes.items() if k != KILLS[strategy][0][1])
+    out = moto_s3.uri(f"golden-{tmp_path.name}") if strategy in ON_S3 else str(tmp_path / "out")
+    check_killed(strategy, out, killed_runs(strategy, out, tmp_path))
     assert main(["search", strategy, *TINY[strategy], "--out", out, "--resume"]) == 0
     df = results.load(out)
     assert not df["trial_id"].duplicated().any() and (df["status"] == "ok").all()
@@ -170,8 +192,12 @@ def test_killed_and_resumed_search_matches_its_expected_table(strategy, ray_loca
     for row, want in zip(got, expected, strict=True):
         for column in KEYS + VALUES:
             assert same(row[column], want[column]), (column, row, want)
-    agrees_with_search(strategy, df, state.load(os.path.join(out, Driver.STATE)))
+    agrees_with_search(strategy, df, state.load(storage.join(out, Driver.STATE)))
     assert not (tmp_path / "payload-ran").exists()  # nothing planted was unpickled
+    assert not storage.exists(storage.join(out, storage.LEASE_FILE))  # released at the end
+    if strategy in ON_S3:  # checkpoints, rounds and state all in the bucket
+        assert df["checkpoint"].str.startswith("s3://").all()
+        assert storage.exists(storage.join(df["checkpoint"].iloc[0], "state.pt"))
 
 
 def agrees_with_search(strategy: str, df, final: dict) -> None:

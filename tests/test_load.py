@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+from procs import outcome
 from ray import tune
 
 from raygan import results
@@ -45,7 +46,7 @@ def test_500_trials_land_in_the_table_exactly_once(ray_local, tmp_path):
         run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="load", verbose=0),
     )
     grid = tuner.fit()
-    rows = [results.row(row_fields(r), experiment="load", strategy="eagan") for r in grid]
+    rows = [results.row(row_fields(outcome(r)), experiment="load", strategy="eagan") for r in grid]
     append_once(experiment, rows)
     wall = time.perf_counter() - started
     append_once(experiment, rows)  # the replayed boundary adds nothing

@@ -1,6 +1,7 @@
 """raygan's storage on S3 over the wire: pyarrow's real S3FileSystem against a local moto
 server (the ``s3_uri`` fixture, tests/conftest.py). The lease's S3 tests run with the local ones
-in tests/test_storage.py (its ``lease_root`` fixture includes S3)."""
+in tests/test_storage.py (its ``lease_root`` fixture includes S3); a whole search killed and
+resumed on S3 is AutoGAN's in tests/test_golden.py."""
 
 import io
 import subprocess
@@ -126,31 +127,3 @@ def test_a_checkpoint_uri_keeps_an_endpoint_given_in_the_query(moto_s3, s3_uri, 
     uri = storage.checkpoint_uri(SimpleNamespace(filesystem=fs, path=inner))
     assert uri.endswith(f"/ckpt?endpoint_override={moto_s3.endpoint}&scheme=http"), uri
     assert storage.read_bytes(storage.join(uri, "state.pt")) == b"x"
-
-
-@pytest.mark.slow
-def test_a_tiny_search_runs_end_to_end_on_s3(s3_uri, tmp_path, capsys):
-    """AutoGAN's tiny search with ``--out s3://...``: its shared rounds (Ray Train), its trials'
-    checkpoints (Tune), its state (JSON and tensors), its lease (boto3's conditional puts) and
-    its table all live in the bucket, and ``analyze`` reads them from there."""
-    from procs import run_cli
-    from test_golden import TINY
-
-    from raygan.cli import main
-    from raygan.strategies.common import Driver
-
-    log = tmp_path / "run.log"
-    code = run_cli(["search", "autogan", *TINY["autogan"], "--out", s3_uri], str(log), {})
-    assert code == 0, log.read_text()[-3000:]
-    df = results.load(s3_uri)
-    assert len(df) == 6 and (df["status"] == "ok").all()
-    assert df["checkpoint"].str.startswith("s3://").all()
-    assert storage.exists(storage.join(df["checkpoint"].iloc[0], "state.pt"))
-    saved = state.load(storage.join(s3_uri, Driver.STATE))
-    assert saved["supernet"].startswith("s3://") and storage.exists(saved["supernet"])
-    assert not storage.exists(storage.join(s3_uri, storage.LEASE_FILE))  # released at the end
-    names = names_under(s3_uri)
-    assert "best.yaml" in names and any(n.endswith(".tensors.") or ".tensors." in n for n in names)
-    capsys.readouterr()
-    assert main(["analyze", s3_uri]) == 0
-    assert "AutoGAN" in capsys.readouterr().out

@@ -274,12 +274,16 @@ class Driver:
         nothing but this driver's lease (False: the loop sets up a fresh state); all before
         Ray starts, writing nothing."""
         if not self.args.resume:
+            if holder := storage.lease_holder(self.out):
+                raise UsageError(holder)
             if earlier := [e for e in entries(self.out) if e not in storage.LEASE_FILES]:
                 raise UsageError(
                     f"--out {self.out} already holds {', '.join(earlier[:3])}"
                     f"{' ...' if len(earlier) > 3 else ''}; use --resume or a new --out"
                 )
             return False
+        if holder := storage.lease_holder(self.out):
+            raise UsageError(holder)
         self.load()
         now, then = self.settings(), self.started_with
         changed = [k for k in sorted(then.keys() | now.keys()) if then.get(k) != now.get(k)]
