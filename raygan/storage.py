@@ -420,7 +420,10 @@ class Lease:
 def lease_holder(out: str, timeout_s: float = LEASE_TIMEOUT_S) -> str | None:
     """One line naming the driver that holds ``out``'s lease now, or None (no lease, a stale
     one, one whose driver is gone from this host, or this process's own); reads only."""
-    found = _lease_store(join(out, LEASE_FILE)).read()
+    try:
+        found = _lease_store(join(out, LEASE_FILE)).read()
+    except NotADirectoryError:  # --out is a file: creating it will say so
+        return None
     if found is None:
         return None
     holder = _holder(found[0])

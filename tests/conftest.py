@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ["RAYGAN_CACHE"] = tempfile.mkdtemp(prefix="raygan-test-cache-")
+# Ray Train's controller polls its workers every 2 s: a tiny test round would spend about as
+# long waiting to notice it ended as training (every Ray a test starts inherits this)
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 # lets a test ask for deterministic cuBLAS kernels on a GPU (read when CUDA starts)
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 

@@ -31,32 +31,12 @@ from raygan.strategies.eagan import stage2_steps, supernet_run_name
 from raygan.trainable import SAMPLES_FILE, STATE_FILE
 
 P, GENERATIONS = 4, 2
+# tests/test_golden.py's tiny EAGAN
 TINY = [
-    "--population",
-    str(P),
-    "--generations",
-    str(GENERATIONS),
-    "--gf",
-    "16",
-    "--df",
-    "16",
-    "--warmup-steps",
-    "10",
-    "--round-steps",
-    "10",
-    "--s2-steps",
-    "4",
-    "--g-batch",
-    "16",
-    "--d-batch",
-    "16",
-    "--eval-samples",
-    "200",
-    "--max-images",
-    "500",
-    "--workers",
-    "2",
-]
+    "--population", str(P), "--generations", str(GENERATIONS), "--gf", "8", "--df", "8",
+    "--warmup-steps", "0", "--round-steps", "6", "--s2-steps", "3", "--g-batch", "8",
+    "--d-batch", "8", "--eval-samples", "40", "--max-images", "200", "--workers", "2",
+]  # fmt: skip
 
 
 def finished_trials(out: str, experiment: str) -> int:
@@ -211,13 +191,13 @@ def test_analysis_shows_both_stages(search, capsys):
     ("changed", "messages"),
     [
         (["--population", "6"], ["--population was 4, now 6"]),
-        (["--round-steps", "20"], ["--round-steps was 10, now 20"]),
-        (["--s2-steps", "5"], ["--s2-steps was 4, now 5"]),
+        (["--round-steps", "20"], ["--round-steps was 6, now 20"]),
+        (["--s2-steps", "5"], ["--s2-steps was 3, now 5"]),
         (["--keep-weights", "all"], ["--keep-weights was 'last', now 'all'"]),
         (["--stages", "1"], ["--stages was '1,2', now '1'"]),
         (
             ["--seed", "3", "--eval-samples", "100"],
-            ["--eval-samples was 200, now 100", "--seed was 0, now 3"],
+            ["--eval-samples was 40, now 100", "--seed was 0, now 3"],
         ),
     ],
 )

@@ -376,12 +376,12 @@ class Driver:
 
 
 def entries(folder: str) -> list[str]:
-    """The names under ``folder`` (none if it does not exist)."""
+    """The names under ``folder`` (none if it is not a folder)."""
     import pyarrow.fs as pafs
 
     fs, inner = storage.filesystem(folder)
-    if fs.get_file_info(inner).type == pafs.FileType.NotFound:
-        return []
+    if fs.get_file_info(inner).type != pafs.FileType.Directory:
+        return []  # none yet (or not a folder: creating it will say so)
     return sorted(f.base_name for f in fs.get_file_info(pafs.FileSelector(inner)))
 
 
