@@ -42,6 +42,24 @@ def ray_local(moto_s3):
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def golden_search(ray_local, moto_s3, tmp_path_factory):
+    """``golden_search(strategy)``: the ``--out`` of the strategy's tiny search of
+    tests/test_golden.py, killed and resumed to its end, run once per session (the golden test
+    compares it with the expected table; tests/test_eagan_search.py reads it as a user would)."""
+    from test_golden import killed_and_resumed
+
+    done: dict[str, str] = {}
+
+    def search(strategy: str) -> str:
+        if strategy not in done:
+            tmp = tmp_path_factory.mktemp(f"golden-{strategy}")
+            done[strategy] = killed_and_resumed(strategy, tmp, moto_s3.uri(tmp.name))
+        return done[strategy]
+
+    return search
+
+
 @pytest.fixture
 def deterministic_kernels():
     """Deterministic kernels for a test that asserts bitwise-equal training. Without them two

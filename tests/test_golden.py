@@ -33,6 +33,7 @@ TINY: dict[str, list[str]] = {
         "--population", "4", "--generations", "2", "--gf", "8", "--df", "8",
         "--warmup-steps", "0", "--round-steps", "6", "--s2-steps", "3", "--g-batch", "8",
         "--d-batch", "8", "--eval-samples", "40", "--max-images", "200", "--workers", "2",
+        "--keep-weights", "last",
     ],
     "autogan": [
         "--gf", "8", "--df", "8", "--iterations", "3", "--grow-at", "1,2",
@@ -170,20 +171,27 @@ def plant_payloads(out: str, marker: str) -> None:
                 json.dump(state, f)
 
 
+def killed_and_resumed(strategy: str, tmp_path, s3_uri: str) -> str:
+    """The strategy's tiny search, killed and resumed as :data:`KILLS` says, to its end (the
+    last run in this process, on the session's Ray); its ``--out``."""
+    from raygan.cli import main
+
+    out = s3_uri if strategy in ON_S3 else str(tmp_path / "out")
+    check_killed(strategy, out, killed_runs(strategy, out, tmp_path))
+    assert main(["search", strategy, *TINY[strategy], "--out", out, "--resume"]) == 0
+    assert not (tmp_path / "payload-ran").exists()  # nothing planted was unpickled
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", sorted(TINY))
-def test_killed_and_resumed_search_matches_its_expected_table(
-    strategy, ray_local, moto_s3, tmp_path
-):
+def test_killed_and_resumed_search_matches_its_expected_table(strategy, golden_search):
     from raygan import results, state, storage
-    from raygan.cli import main
     from raygan.strategies.common import Driver
 
     with open(os.path.join(GOLDEN, f"{strategy}.json")) as f:
         expected = json.load(f)
-    out = moto_s3.uri(f"golden-{tmp_path.name}") if strategy in ON_S3 else str(tmp_path / "out")
-    check_killed(strategy, out, killed_runs(strategy, out, tmp_path))
-    assert main(["search", strategy, *TINY[strategy], "--out", out, "--resume"]) == 0
+    out = golden_search(strategy)
     df = results.load(out)
     assert not df["trial_id"].duplicated().any() and (df["status"] == "ok").all()
     got = table_rows(df)
@@ -192,11 +200,10 @@ def test_killed_and_resumed_search_matches_its_expected_table(
         for column in KEYS + VALUES:
             assert same(row[column], want[column]), (column, row, want)
     agrees_with_search(strategy, df, state.load(storage.join(out, Driver.STATE)))
-    assert not (tmp_path / "payload-ran").exists()  # nothing planted was unpickled
     assert not storage.exists(storage.join(out, storage.LEASE_FILE))  # released at the end
     if strategy in ON_S3:  # checkpoints, rounds and state all in the bucket
         assert df["checkpoint"].str.startswith("s3://").all()
-        assert storage.exists(storage.join(df["checkpoint"].iloc[0], "state.pt"))
+        assert storage.exists(storage.join(df["checkpoint"].iloc[-1], "state.pt"))
 
 
 def agrees_with_search(strategy: str, df, final: dict) -> None:
