@@ -49,11 +49,13 @@ class Driver:
     :meth:`evaluate` itself, then :meth:`observe` and :meth:`finish`.
 
     The state is plain data in ``<out>/search_state.json`` (its tensors and arrays, if any, in
-    a weights-only torch file beside it; :mod:`raygan.state`), written atomically (local
-    rename, or one object-store PUT) at every boundary and after every shared round, with the
-    settings the search started with; so a kill at any moment leaves the last boundary intact,
-    ``--resume`` continues from it, and nothing under ``--out`` is unpickled by raygan.
-    ``--out`` may be a local folder or a storage URI (``s3://...``).
+    a weights-only torch file beside it; :mod:`raygan.state`), written atomically (fsynced
+    local rename, or one object-store PUT) after every shared round, every proposed batch,
+    every finished trial and checkpoint, and every boundary, with the settings the search
+    started with; so a kill at any moment loses no finished trial, ``--resume`` continues
+    from there, and nothing under ``--out`` is unpickled. One driver at a time holds
+    ``<out>/lease.json`` (:class:`raygan.storage.Lease`). ``--out`` may be a local folder or a
+    storage URI (``s3://...``).
     """
 
     STATE = "search_state.json"
