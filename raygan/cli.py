@@ -234,7 +234,6 @@ def read_checkpoint(path: str, device: Any) -> tuple[dict[str, Any], Any]:
     as the table's ``checkpoint`` column holds it. Every problem is one line naming it: not a
     checkpoint, a trial folder instead of one of its checkpoints, pruned weights, a damaged or
     foreign ``config.json`` or ``state.pt``, weights that do not fit the config."""
-    import pyarrow.fs as pafs
 
     from raygan import storage
     from raygan.strategies.options import problem
@@ -248,10 +247,8 @@ def read_checkpoint(path: str, device: Any) -> tuple[dict[str, Any], Any]:
         has_state = storage.exists(state_path)
         text = storage.read_bytes(config_path).decode() if storage.exists(config_path) else None
         inside: list[str] = []
-        if not has_state and text is None and storage.exists(path):
-            fs, inner = storage.filesystem(path)
-            found = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
-            inside = sorted(i.base_name for i in found if i.base_name.startswith("checkpoint_"))
+        if not has_state and text is None:
+            inside = [name for name in storage.names(path) if name.startswith("checkpoint_")]
         return has_state, text, inside
 
     try:

@@ -65,7 +65,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raygan import storage
@@ -194,13 +193,7 @@ def load_table(path: str) -> tuple[pd.DataFrame, list[TableError]]:
     """The readable rows (as :func:`load`) and one :class:`TableError` per part left out."""
     table = path if storage.basename(path) == TABLE_NAME else table_path(path)
     fs, root = filesystem(table)
-    if fs.get_file_info(root).type == pafs.FileType.NotFound:
-        return SCHEMA.empty_table().to_pandas(), []
-    names = sorted(
-        f.base_name
-        for f in fs.get_file_info(pafs.FileSelector(root))
-        if f.base_name.startswith("part-") and f.base_name.endswith(".parquet")
-    )
+    names = [n for n in storage.names(table) if n.startswith("part-") and n.endswith(".parquet")]
     tables, skipped = [], []
     for name in names:
         with fs.open_input_stream(f"{root}/{name}") as f:

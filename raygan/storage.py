@@ -119,6 +119,14 @@ def exists(path: str) -> bool:
     return fs.get_file_info(inner).type != pafs.FileType.NotFound
 
 
+def names(folder: str) -> list[str]:
+    """The names directly under ``folder``, sorted (none if it is not a folder)."""
+    fs, inner = filesystem(folder)
+    if fs.get_file_info(inner).type != pafs.FileType.Directory:
+        return []
+    return sorted(f.base_name for f in fs.get_file_info(pafs.FileSelector(inner)))
+
+
 def makedirs(path: str) -> None:
     fs, inner = filesystem(path)
     fs.create_dir(inner, recursive=True)

@@ -104,12 +104,10 @@ def moto_s3():
     set ``moto_s3.env`` (``monkeypatch.setenv``) and take ``moto_s3.uri("some/prefix")``:
     pyarrow's S3FileSystem (so :mod:`raygan.storage` and Ray Tune's ``storage_path``) and
     boto3 find the server through ``AWS_ENDPOINT_URL_S3``. Ray worker processes see the
-    environment only if Ray started after it was set; otherwise pass it along with
-    ``ray.init(runtime_env={"env_vars": moto_s3.env})`` or use
-    ``moto_s3.uri(prefix, endpoint_in_query=True)``.
+    environment only if Ray started after it was set, as ``ray_local`` does.
     """
-    server_module = pytest.importorskip("moto.server")
     import boto3
+    from moto import server as server_module  # in the [test] extra: missing is a failure
 
     server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

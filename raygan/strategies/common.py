@@ -20,9 +20,8 @@ from raygan import faults, results, state, storage
 from raygan.errors import UsageError
 from raygan.searchers.asktell import AskTell, Suggestion
 from raygan.spec import Spec
-
-Outcome = dict[str, Any]
-"""A finished trial as plain data (:data:`raygan.trainable.Outcome`)."""
+from raygan.strategies import batches
+from raygan.strategies.batches import Outcome
 
 
 def bottom_width(dataset: str) -> int:
@@ -140,8 +139,8 @@ class Driver:
         except storage.LeaseHeld as err:
             raise UsageError(str(err)) from None
         with self.lease:
-            if resumed:  # as the lease's last holder left it
-                self.resume_or_start()
+            if resumed:  # again: as the lease's last holder left it
+                self.load()
             else:
                 self.state = {**self.fresh_state(), "round": None, "pending": None}
                 self.save()
@@ -186,10 +185,17 @@ class Driver:
         search.load_state_dict(pending["search"])
         while pending["batch"] is not None or not over(search):
             if pending["batch"] is None:
-                pending["batch"] = propose(search, to_trial)
+                pending["batch"] = batches.propose(search, to_trial)
                 pending.update(search=search.state_dict(), outcomes={}, checkpoints={})
                 self.save()
-            outcomes = self.run_batch(name, pending)
+            outcomes = batches.run_batch(
+                pending,
+                name,
+                rerun_errored=self.restarted,
+                save=self.save,
+                fit_trials=self.fit_trials,
+            )
+            self.restarted = False
             for item, outcome in zip(pending["batch"], outcomes, strict=True):
                 search.tell(item["key"], outcome["metrics"] if outcome["error"] is None else None)
             for item, outcome in zip(pending["batch"], outcomes, strict=True):
@@ -199,52 +205,12 @@ class Driver:
             self.save()
         return pending["rows"], search
 
-    def run_batch(self, name: str, pending: dict[str, Any]) -> list[Outcome]:
-        """The outcomes of the pending batch, in proposal order: those saved already, then the
-        rest from a new Tune experiment (after a restart, errored trials are run again)."""
-        done, checkpoints = pending["outcomes"], pending["checkpoints"]
-        if self.restarted:
-            for key in [k for k, o in done.items() if o["error"] is not None]:
-                del done[key]
-            self.restarted = False
-        todo = [item for item in pending["batch"] if item["key"] not in done]
-        if todo:
-            attempt = pending["attempt"]
-            pending["attempt"] += 1
-            self.save()
-
-            def finished(outcome: Outcome) -> None:
-                done[todo[outcome["index"]]["key"]] = outcome
-                self.save()
-                faults.point("trial-done")
-
-            def checkpointed(index: int, uri: str) -> None:
-                faults.point("mid-checkpoint")
-                checkpoints[todo[index]["key"]] = uri
-                self.save()
-
-            configs = [
-                {
-                    **item["trial"],
-                    "proposal": item["key"],
-                    "resume_from": checkpoints.get(item["key"]),
-                }
-                for item in todo
-            ]
-            self.fit_trials(
-                attempt_name(name, attempt),
-                configs,
-                on_outcome=finished,
-                on_checkpoint=checkpointed,
-            )
-        return [done[item["key"]] for item in pending["batch"]]
-
     def fail(self, name: str, rows: list[dict[str, Any]]) -> None:
         """Stop before anything of the boundary is recorded: its proposals and trials are
         dropped, so that ``--resume`` proposes and scores them afresh (its shared round is kept)."""
-        attempts = (self.state.get("pending") or {}).get("attempt", 1)
+        attempts = (self.state.get("pending") or {}).get("attempt", 0)
         for attempt in range(max(attempts, 1)):
-            storage.delete(storage.join(self.out, "tune", attempt_name(name, attempt)))
+            storage.delete(storage.join(self.out, "tune", batches.attempt_name(name, attempt)))
         self.state["pending"] = None
         self.save()
         error = next((r["error"] for r in rows if r.get("error")), "no trial reported a score")
@@ -270,22 +236,21 @@ class Driver:
     def load(self) -> None:
         self.state = state.load(self.state_path)
         self.started_with = self.state.pop("settings", {})
+        self.restarted = self.state.get("pending") is not None
 
     def resume_or_start(self) -> bool:
         """Load the saved state under ``--resume`` (True), or check that ``--out`` holds
         nothing but this driver's lease (False: the loop sets up a fresh state); all before
         Ray starts, writing nothing."""
+        if holder := storage.lease_holder(self.out):
+            raise UsageError(holder)
         if not self.args.resume:
-            if holder := storage.lease_holder(self.out):
-                raise UsageError(holder)
-            if earlier := [e for e in entries(self.out) if e not in storage.LEASE_FILES]:
+            if earlier := [e for e in storage.names(self.out) if e not in storage.LEASE_FILES]:
                 raise UsageError(
                     f"--out {self.out} already holds {', '.join(earlier[:3])}"
                     f"{' ...' if len(earlier) > 3 else ''}; use --resume or a new --out"
                 )
             return False
-        if holder := storage.lease_holder(self.out):
-            raise UsageError(holder)
         self.load()
         now, then = self.settings(), self.started_with
         changed = [k for k in sorted(then.keys() | now.keys()) if then.get(k) != now.get(k)]
@@ -297,7 +262,6 @@ class Driver:
                     for k in changed
                 )
             )
-        self.restarted = self.state.get("pending") is not None
         return True
 
     def prepare_metrics(self) -> None:
@@ -375,34 +339,6 @@ class Driver:
     def row(self, fields: dict[str, Any]) -> dict[str, Any]:
         """A table row of this experiment from a trial's or an epoch's fields."""
         return results.row(fields, experiment=self.experiment, strategy=self.strategy)
-
-
-def entries(folder: str) -> list[str]:
-    """The names under ``folder`` (none if it is not a folder)."""
-    import pyarrow.fs as pafs
-
-    fs, inner = storage.filesystem(folder)
-    if fs.get_file_info(inner).type != pafs.FileType.Directory:
-        return []  # none yet (or not a folder: creating it will say so)
-    return sorted(f.base_name for f in fs.get_file_info(pafs.FileSelector(inner)))
-
-
-def propose(search: AskTell, to_trial: Callable[[dict[str, Any]], dict]) -> list[dict]:
-    """What the search proposes before it needs results: each proposal's key, its config and
-    its trial's config."""
-    batch = []
-    while (proposal := search.ask()) is not None:
-        batch.append(
-            {"key": proposal.key, "config": proposal.config, "trial": to_trial(proposal.config)}
-        )
-    if not batch:
-        raise RuntimeError("the search proposed nothing before its boundary")
-    return batch
-
-
-def attempt_name(name: str, attempt: int) -> str:
-    """The Tune experiment of a boundary's ``attempt``-th run of trials (0: the first)."""
-    return name if attempt == 0 else f"{name}-r{attempt}"
 
 
 def append_once(out: str, rows: list[dict[str, Any]]) -> None:
