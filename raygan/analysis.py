@@ -38,9 +38,35 @@ def analyze(df: pd.DataFrame, out_dir: str) -> str:
     """The text of ``raygan analyze`` for a whole table: each strategy's rows through its
     analyzer (plain table for ``train`` and unknown strategies), PNGs written to ``out_dir``."""
     texts = []
-    for name, rows in df.groupby("strategy", sort=False):
+    for name, rows in df[df["kind"] != "round"].groupby("strategy", sort=False):
         texts.append(analyzer(str(name))(rows.reset_index(drop=True), out_dir))
-    return "\n".join(texts)
+    return "\n".join([*texts, *cost_summary(df)])
+
+
+def cost_summary(df: pd.DataFrame) -> list[str]:
+    """What the table's rows paid: device-hours (shared rounds and trials apart), the shares
+    spent training, scoring and in set-up or orchestration, and the FLOP rate while training
+    (per GPU, or per CPU core); nothing for a table without cost columns (written before
+    them)."""
+    paid = df.dropna(subset=["device_s"])
+    if paid.empty or paid["device_s"].sum() <= 0:
+        return []
+    share = paid["device_share"]
+    total = paid["device_s"].sum()
+    training = (paid["train_s"].fillna(0) * share).sum()
+    scoring = (paid["eval_s"].fillna(0) * share).sum()
+    rounds = paid.loc[paid["kind"] == "round", "device_s"].sum()
+    devices = ", ".join(sorted(paid["device"].dropna().unique()))
+    unit = "CPU core" if devices == "cpu" else "device"
+    flops = paid["train_flops"].fillna(0).sum()
+    rate = flops / training / 1e12 if training > 0 else 0.0
+    return [
+        f"cost: {total / 3600:.4g} device-hours on {devices} (shared rounds "
+        f"{rounds / 3600:.4g}, trials {(total - rounds) / 3600:.4g}); training "
+        f"{training / total:.0%}, scoring {scoring / total:.0%}, set-up and orchestration "
+        f"{1 - (training + scoring) / total:.0%}",
+        f"trained {flops / 1e12:.4g} TFLOP at {rate:.4g} TFLOP/s per {unit} while training",
+    ]
 
 
 def analyzer(strategy: str) -> Analyzer:

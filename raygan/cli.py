@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from raygan.errors import UsageError, one_line
-from raygan.strategies.options import EVAL_SAMPLES_MIN, SEED_MAX, argument_type
+from raygan.strategies.options import COMPILE_MODES, EVAL_SAMPLES_MIN, SEED_MAX, argument_type
 
 EXIT_USAGE = 2
 
@@ -190,6 +190,7 @@ def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
         "checkpoint_every": args.checkpoint_every,
         "amp_bf16": args.bf16,
         "channels_last": args.channels_last,
+        "compile": args.compile,
     }
 
 
@@ -358,6 +359,19 @@ def add_search_options(p: argparse.ArgumentParser, presets: Sequence[str]) -> No
         type=positive_int,
         help="most trials at once (default: as many as resources allow)",
     )
+    p.add_argument(
+        "--estimate",
+        nargs="?",
+        const="flops",
+        choices=["flops", "probe"],
+        help="print the search's FLOPs by stage and its device-hours at --tflops, or at the rate "
+        "a 20-second probe trains here (--estimate probe), then stop: nothing starts",
+    )
+    p.add_argument(
+        "--tflops",
+        type=positive_float,
+        help="the throughput --estimate turns FLOPs into device-hours at",
+    )
     add_data_options(p)
     add_eval_options(p)
     add_resource_options(p)
@@ -374,10 +388,29 @@ def cmd_search(args: argparse.Namespace) -> int:
     module = strategies.available()[args.strategy]
     spec = build_spec(args.strategy, args)
     module.validate(spec)
+    if spec.estimate:
+        print_estimate(module, spec)
+        return 0
     check_dataset(spec)
     if spec.resume:
         check_resumable(spec.out)
     return module.run(spec)  # its driver checks --out against --resume, then creates it
+
+
+def print_estimate(module: Any, spec: Any) -> None:
+    """``--estimate``: the search's FLOPs by stage, and device-hours at ``--tflops`` or at the
+    rate a probe on this machine's device trains the first stage's networks at."""
+    from raygan import estimate
+
+    stages = module.estimate(spec)
+    rate, source = None, "give --tflops X, or --estimate probe, for device-hours"
+    if spec.tflops:
+        rate, source = spec.tflops * 1e12, "--tflops"
+    elif spec.estimate == "probe":
+        print(f"probing how fast this machine trains, for {estimate.PROBE_SECONDS:g} s ...")
+        rate, device = estimate.probe(stages[0].pair)
+        source = f"a probe trained {stages[0].name}'s networks at that rate on {device}"
+    print(estimate.render(stages, rate, source))
 
 
 def check_resumable(out: str) -> None:
@@ -451,8 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="steps between checkpoints (0: only at the end)",
     )
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU only)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory (GPU)")
+    p.add_argument(
+        "--compile", choices=COMPILE_MODES, default="none", help="torch.compile mode of G and D"
+    )
     add_eval_options(p)
     add_resource_options(p)
     p.add_argument("--out", help="experiment folder (default: trials/train-<arch>-<time>)")

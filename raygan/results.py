@@ -19,6 +19,7 @@ column             type            meaning
 experiment         string          experiment name (the folder name)
 trial_id           string          Tune trial id, or a generated id outside Tune
 strategy           string          train | eagan | autogan | adversarialnas
+kind               string          trial | round (a shared round: its cost) | epoch
 stage              int32           EAGAN stage (1, 2) or AutoGAN MLAS stage (0, 1, 2)
 generation         int32           EAGAN generation, AutoGAN search iteration, epoch
 step               int32           AutoGAN controller step
@@ -42,6 +43,13 @@ crowding           float64         crowding distance at selection time
 budget_steps       int64           generator steps trained in this trial
 wall_s             float64         trial wall time in seconds
 img_per_s          float64         real images through D per second
+device             string          what trained it: the GPU's name, or ``cpu``
+device_share       float64         the share of it held: a GPU fraction, or CPU cores
+device_s           float64         device-seconds paid: wall_s x device_share
+train_s            float64         seconds training (a trial's own wall: train + eval + set-up)
+eval_s             float64         seconds scoring (IS/FID)
+setup_s            float64         seconds building, loading data and weights
+train_flops        int64           FLOPs trained (per kind of step, counted once, x steps)
 status             string          ok | failed | diverged
 error              string          what went wrong, when status is not ok
 checkpoint         string          where the trial's checkpoint is
@@ -78,6 +86,7 @@ SCHEMA = pa.schema(
         ("experiment", pa.string()),
         ("trial_id", pa.string()),
         ("strategy", pa.string()),
+        ("kind", pa.string()),
         ("stage", pa.int32()),
         ("generation", pa.int32()),
         ("step", pa.int32()),
@@ -105,6 +114,13 @@ SCHEMA = pa.schema(
         ("budget_steps", pa.int64()),
         ("wall_s", pa.float64()),
         ("img_per_s", pa.float64()),
+        ("device", pa.string()),
+        ("device_share", pa.float64()),
+        ("device_s", pa.float64()),
+        ("train_s", pa.float64()),
+        ("eval_s", pa.float64()),
+        ("setup_s", pa.float64()),
+        ("train_flops", pa.int64()),
         ("status", pa.string()),
         ("error", pa.string()),
         ("checkpoint", pa.string()),
@@ -155,6 +171,8 @@ def to_record(row: Mapping[str, Any]) -> dict[str, Any]:
     record["finished_at"] = row.get("finished_at") or pd.Timestamp.now(tz="UTC")
     if not record.get("status"):
         record["status"] = "ok"
+    if not record.get("kind"):
+        record["kind"] = "trial"
     return record
 
 

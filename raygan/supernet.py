@@ -26,6 +26,7 @@ ends early with ``collapsed`` in its metrics (AutoGAN's dynamic reset).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -37,7 +38,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import torch
 
-from raygan import data, nn, spaces, storage
+from raygan import cost, data, nn, spaces, storage
 from raygan.train import (
     ArchConfig,
     Architect,
@@ -80,6 +81,7 @@ class RoundSpec:
     collapse_var: float = 1e-3
     amp_bf16: bool = False
     channels_last: bool = False
+    compile: str = "none"  # torch.compile mode (raygan.train.TrainConfig)
     seed: int = 0
     init: str | None = None  # state.pt of the previous round (weights and optimisers)
     checkpoint_every: int = 0  # 0: only at the end
@@ -116,6 +118,7 @@ class MixedRoundSpec:
     max_images: int = 640
     amp_bf16: bool = False
     channels_last: bool = False
+    compile: str = "none"
     seed: int = 0
     init: str | None = None
     checkpoint_every: int = 0
@@ -172,6 +175,7 @@ class PathRound:
             collapse_variance=spec.collapse_var,
             amp_bf16=spec.amp_bf16,
             channels_last=spec.channels_last,
+            compile=spec.compile,
         )
         g_options = {} if spec.n_cells is None else {"n_cells": spec.n_cells}
         d_options = {} if spec.d_blocks is None else {"n_blocks": spec.d_blocks}
@@ -189,7 +193,9 @@ class PathRound:
         self.schedule = path_schedule(spec)
 
     def step(self, batches: data.DeviceBatches, i: int) -> dict[str, float]:
-        return self.trainer.train_step(batches, self.paths[self.schedule[i]])
+        path = self.schedule[i]
+        step = functools.partial(self.trainer.train_step, batches, self.paths[path])
+        return self.trainer.flops.run(path, step)
 
     def state_dict(self) -> dict[str, Any]:
         return self.trainer.state_dict()
@@ -205,8 +211,16 @@ class MixedRound:
     """A ``mixed`` round on one worker: :meth:`Architect.iteration` per step."""
 
     def __init__(
-        self, spec: MixedRoundSpec, device: torch.device, world: int, noise_seed: int, steps: int
+        self,
+        spec: MixedRoundSpec,
+        device: torch.device,
+        world: int,
+        noise_seed: int,
+        steps: int,
+        *,
+        wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
     ) -> None:
+        """``wrap``: how each module runs (default: DDP in a Train worker)."""
         self.spec = spec
         g = nn.build_supernet(spec.g_space, width=spec.gf, bottom_width=spec.bottom_width)
         d = nn.build_supernet(spec.d_space, width=spec.df)
@@ -225,8 +239,9 @@ class MixedRound:
             d_joint_batch=True,
             amp_bf16=spec.amp_bf16,
             channels_last=spec.channels_last,
+            compile=spec.compile,
         )
-        wrap = ddp_wrapper(single_path=False)
+        wrap = wrap or ddp_wrapper(single_path=False)
         self.trainer = GANTrainer(g, d, cfg, device, noise_seed=noise_seed, wrap=wrap)
         self.architect = Architect(
             self.trainer,
@@ -238,7 +253,9 @@ class MixedRound:
         )
 
     def step(self, batches: data.DeviceBatches, i: int) -> dict[str, float]:
-        return self.architect.iteration(batches.sample(self.batch))
+        with_g = (self.architect.iterations + 1) % self.trainer.cfg.n_critic == 0
+        step = functools.partial(self.architect.iteration, batches.sample(self.batch))
+        return self.trainer.flops.run(with_g, step)
 
     def state_dict(self) -> dict[str, Any]:
         return {**self.trainer.state_dict(), "architect": self.architect.state_dict()}
@@ -316,6 +333,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
+    began = time.perf_counter()
     spec_type, round_type = ROUNDS[config["kind"]]
     spec = spec_type(**config["spec"])
     ctx = ray.train.get_context()
@@ -338,6 +356,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     start = restore(work, batches, spec, device, rank, world)
     every = spec.checkpoint_every or steps
     tic, metrics = time.perf_counter(), {"timed_steps": 0}
+    setup = {"setup_s": tic - began, "device": cost.device_name(device)}
     for i in range(start, steps):
         try:
             metrics = {**work.step(batches, i), "collapsed": False}
@@ -351,6 +370,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if done % every == 0 or final:
             wall = time.perf_counter() - tic
             metrics.update(round_step=done, wall_s=wall, timed_steps=done - start, workers=world)
+            flops = work.trainer.flops  # every worker trains its share of the same shapes
+            metrics.update(setup, train_s=wall, train_flops=world * flops.mean() * done)
             report(work, batches, metrics, done, rank, final=final)
         if metrics["collapsed"]:
             break
@@ -409,7 +430,9 @@ def report(
         checkpoint = None
         if rank == 0:
             if final:
+                tic = time.perf_counter()
                 metrics = {**metrics, **work.final()}
+                metrics["eval_s"] = time.perf_counter() - tic
             state = {**work.state_dict(), "round_step": done, "streams": streams}
             torch.save(state, os.path.join(tmp, STATE_FILE))
             checkpoint = ray.train.Checkpoint.from_directory(tmp)

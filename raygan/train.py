@@ -2,10 +2,10 @@
 
 Hinge loss, Adam (0.0, 0.9), ``n_critic`` discriminator steps per generator step with separate
 G and D batch sizes, and an EMA copy of the generator updated after every G step (all reported
-numbers come from it). Seeded and reproducible on CPU; bf16 autocast and channels_last are
-options for GPUs. Divergence (a non-finite loss, or the variance of the recent G or D losses
-collapsing as in AutoGAN's dynamic reset) raises :class:`Diverged` rather than letting a
-garbage generator be scored.
+numbers come from it). Seeded and reproducible on CPU; bf16 autocast, channels_last and
+``torch.compile`` of the forwards are options (fused Adam on a GPU). Divergence (a non-finite
+loss, or the variance of the recent G or D losses collapsing as in AutoGAN's dynamic reset)
+raises :class:`Diverged` rather than letting a garbage generator be scored.
 
 What a step trains is a parameter of the step: the architecture each forward runs (``None``
 for a fixed network, a genotype for one path of a supernet, mixed-op weights for a mixed-op
@@ -19,11 +19,13 @@ No Ray here: the loop runs the same in a Tune trial, a Train worker or a plain s
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, TypeAlias
 
@@ -32,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raygan.cost import FlopMeter
 from raygan.data import DeviceBatches
 from raygan.nn import Arch
 from raygan.nn.mixed import ArchLogits
@@ -78,6 +81,7 @@ class TrainConfig:
     d_joint_batch: bool = False
     amp_bf16: bool = False
     channels_last: bool = False
+    compile: str = "none"  # torch.compile mode of G's and D's forwards ("none": eager)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,12 +168,21 @@ class GANTrainer:
         self.G = generator.to(self.device, memory_format=memory_format)
         self.D = discriminator.to(self.device, memory_format=memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr, betas=tuple(cfg.betas))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=tuple(cfg.betas))
+        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel per step
+        self.opt_g = torch.optim.Adam(
+            self.G.parameters(), lr=cfg.g_lr, betas=tuple(cfg.betas), **fused
+        )
+        self.opt_d = torch.optim.Adam(
+            self.D.parameters(), lr=cfg.d_lr, betas=tuple(cfg.betas), **fused
+        )
         self.run_g, self.run_d = wrap(self.G), wrap(self.D)
+        self._eager = (self.run_g, self.run_d)
+        if cfg.compile != "none":  # G only: D's spectral norm updates its vectors in place
+            self.run_g = torch.compile(self.run_g, mode=cfg.compile)  # (compiled autograd refuses)
         self.g_options = dict(g_options or {})
         self.d_options = dict(d_options or {})
         self.step = 0
+        self.flops = FlopMeter(self.eager)  # what this process trained, per kind of step
         seed = cfg.seed if noise_seed is None else noise_seed
         self.noise = torch.Generator(device=self.device).manual_seed(seed)
         self._losses: dict[str, deque[float]] = {
@@ -177,12 +190,22 @@ class GANTrainer:
             "d": deque(maxlen=max(1, cfg.collapse_window)),
         }
 
+    @contextlib.contextmanager
+    def eager(self) -> Iterator[None]:
+        """G and D run uncompiled inside (a step counted for its FLOPs runs so)."""
+        compiled = self.run_g, self.run_d
+        self.run_g, self.run_d = self._eager
+        try:
+            yield
+        finally:
+            self.run_g, self.run_d = compiled
+
     def z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.G.latent_dim, device=self.device, generator=self.noise)
 
     def _autocast(self):
-        enabled = self.cfg.amp_bf16 and self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        """bf16 autocast when asked, on a GPU or the CPU."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp_bf16)
 
     # -- the losses (an Architect's steps use them too)
     def d_loss(self, real: torch.Tensor, g_arch: ArchSource, d_arch: ArchSource) -> torch.Tensor:
@@ -222,10 +245,16 @@ class GANTrainer:
         return loss.detach()
 
     def train_step(self, data: DeviceBatches, g_arch: ArchSource = None) -> dict[str, float]:
-        """One generator step preceded by ``n_critic`` discriminator steps."""
+        """One generator step preceded by ``n_critic`` discriminator steps, checked."""
+        return self.observe(*self.weight_steps(data, g_arch))
+
+    def weight_steps(
+        self, data: DeviceBatches, g_arch: ArchSource = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n_critic`` discriminator steps, then one generator step: their last losses."""
         for _ in range(self.cfg.n_critic):
             d_loss = self.d_step(data.sample(self.cfg.d_batch), g_arch)
-        return self.observe(self.g_step(g_arch), d_loss)
+        return self.g_step(g_arch), d_loss
 
     def observe(self, g_loss: torch.Tensor, d_loss: torch.Tensor) -> dict[str, float]:
         """Check a generator step's losses: :class:`Diverged` on a non-finite one,
@@ -268,7 +297,8 @@ class GANTrainer:
         self.G.train()
         self.D.train()
         for i in range(steps):
-            losses = self.train_step(data, None if g_arch is None else g_arch(i))
+            arch = None if g_arch is None else g_arch(i)
+            losses = self.flops.run(str(arch), functools.partial(self.train_step, data, arch))
             if on_log is not None and self.step % log_every == 0:
                 on_log(self.step, losses)
         if self.device.type == "cuda":

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from ray import tune
 
-from raygan import data, metrics, nn, spaces, storage
+from raygan import cost, data, metrics, nn, spaces, storage
 from raygan.train import Diverged, GANTrainer, TrainConfig, init_weights, scored_generator
 
 STATE_FILE = "state.pt"
@@ -91,16 +91,32 @@ def inherit_weights(trainer: GANTrainer, init_g: str | None, init_d: str | None)
     """Start from other checkpoints' weights: a supernet's shared weights or a trial's."""
     # Stage 1 takes G and D from the same supernet checkpoint: read it once (it may be large
     # and remote).
-    states = {
-        path: storage.load_torch(path, map_location=trainer.device)
-        for path in {init_g, init_d} - {None, ""}
-    }
+    states = {path: read_checkpoint(path, trainer.device) for path in {init_g, init_d} - {None, ""}}
     trainer.G_ema.load_state_dict(trainer.G.state_dict())
     if init_g:
         nn.inherit(trainer.G, states[init_g]["G"])
         nn.inherit(trainer.G_ema, scored_generator(states[init_g]))
     if init_d:
         nn.inherit(trainer.D, states[init_d]["D"])
+
+
+_READ: dict[tuple[str, str], Any] = {}
+"""The checkpoints this process read last, by path and device (:func:`read_checkpoint`)."""
+READ_KEPT = 2
+"""Checkpoints kept: a stage-2 trial reads two (G* and its D's own)."""
+
+
+def read_checkpoint(path: str, device: torch.device) -> dict[str, Any]:
+    """A checkpoint's state, kept for the next trial this process runs: a reused worker that
+    scores the next candidate of the same round does not read the supernet again. (Nothing
+    rewrites a checkpoint a batch's trials inherit while the batch runs; its workers end
+    with it.) The state is shared: only read it."""
+    key = (path, str(device))
+    if key not in _READ:
+        while len(_READ) >= READ_KEPT:
+            del _READ[next(iter(_READ))]
+        _READ[key] = storage.load_torch(path, map_location=device)
+    return _READ[key]
 
 
 SHAPES_REFERENCE_IMAGES = 10_000
@@ -177,12 +193,12 @@ def train(
 ) -> dict[str, Any]:
     """Train to the budget, checkpointing every ``checkpoint_every`` steps; the losses,
     throughput and training wall time."""
-    cfg, out = trainer.cfg, {"train_wall_s": 0.0}
+    cfg, out = trainer.cfg, {"train_s": 0.0}
     every = config["checkpoint_every"] or cfg.steps
     while trainer.step < cfg.steps:
         chunk = min(every, cfg.steps - trainer.step)
         stats = trainer.run(batches, chunk)
-        out["train_wall_s"] += stats["wall_s"]
+        out["train_s"] += stats["wall_s"]
         out.update(
             g_loss=stats["g_loss"],
             d_loss=stats["d_loss"],
@@ -213,23 +229,42 @@ def score(trainer: GANTrainer, config: dict[str, Any]) -> dict[str, Any]:
     return {**scores, "eval_samples": scores["num_samples"], "status": status}
 
 
-def run_trial(config: dict[str, Any], report: Report, *, resume_dir: str | None = None) -> dict:
+def run_trial(
+    config: dict[str, Any], report: Report, *, resume_dir: str | None = None, share: float = 1.0
+) -> dict:
     """Train and score one pair; ``report`` is called at each checkpoint and once at the end.
 
     The final metrics always carry ``status``: ``ok``, or ``diverged`` with the reason in
-    ``error`` (then IS/FID are absent, never a garbage score).
+    ``error`` (then IS/FID are absent, never a garbage score), and the trial's cost
+    (:func:`raygan.cost.fields`; ``share``: the device share it holds).
     """
     config = full_config(config)
     start = time.perf_counter()
     trainer, batches = prepare(config, device_for_trial(), resume_dir)
+    setup_s = time.perf_counter() - start
     result: dict[str, Any] = {**describe(trainer, config), "budget_steps": trainer.cfg.steps}
+    result.update(train_s=0.0, eval_s=0.0)
     try:
         result.update(train(trainer, batches, config, report))
     except Diverged as err:
         result.update(budget_steps=trainer.step, status="diverged", error=str(err))
     else:
+        tic = time.perf_counter()
         result.update(score(trainer, config))
-    result.update(steps=trainer.step, wall_s=time.perf_counter() - start, done=True)
+        result["eval_s"] = time.perf_counter() - tic
+    wall_s = time.perf_counter() - start
+    result.update(steps=trainer.step, wall_s=wall_s, done=True)
+    result.update(
+        cost.fields(
+            cost.device_name(trainer.device),
+            share,
+            wall_s=wall_s,
+            train_s=result["train_s"],
+            eval_s=result["eval_s"],
+            setup_s=setup_s,
+            train_flops=trainer.flops.mean() * trainer.step,
+        )
+    )
     with tempfile.TemporaryDirectory() as tmp:
         if result["status"] != "diverged":
             save_state(trainer, batches, config, tmp)
@@ -290,11 +325,20 @@ def train_pair(config: dict[str, Any]) -> None:
             checkpoint = tune.Checkpoint(config["resume_from"])
         else:
             print(f"[raygan] {config['resume_from']} is gone; the trial starts afresh")
+    share = held_share()
     if checkpoint is None:
-        run_trial(config, report)
+        run_trial(config, report, share=share)
     else:
         with checkpoint.as_directory() as resume_dir:
-            run_trial(config, report, resume_dir=resume_dir)
+            run_trial(config, report, resume_dir=resume_dir, share=share)
+
+
+def held_share() -> float:
+    """The device share Ray gave this trial: its GPU fraction on a GPU, else its CPU cores."""
+    import ray
+
+    held = ray.get_runtime_context().get_assigned_resources()
+    return float(held.get("GPU", 0.0) if torch.cuda.is_available() else held.get("CPU", 1.0))
 
 
 Outcome = dict[str, Any]
@@ -417,6 +461,7 @@ def trial_dirname(trial: Any) -> str:
 ROW_RESULTS = (
     "resolution", "is", "is_std", "fid", "kid", "g_params", "d_params", "budget_steps",
     "wall_s", "img_per_s", "inherited_from", "seed", "extractor", "eval_samples",
+    *cost.COLUMNS,
 )  # fmt: skip
 """What a trial's final result contributes to its row."""
 

@@ -94,6 +94,7 @@ def search(ray_local, tmp_path_factory) -> SimpleNamespace:
         m.setattr(common, "append_once", append_once)
         assert main([*argv, "--resume"]) == 0
     df = results.load(out)
+    df = df[df["kind"] == "trial"].reset_index(drop=True)
     return SimpleNamespace(
         out=out,
         argv=argv,

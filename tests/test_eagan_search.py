@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -102,6 +103,7 @@ def test_a_second_driver_stops_at_once_naming_the_first(tmp_path):
 def test_killed_and_resumed_search_ends_as_the_method_says(search):
     out = search.out
     df = results.load(out)
+    df = df[df["kind"] == "trial"]
     final = load_state(os.path.join(out, Driver.STATE))
     s1_gen1 = df[(df.stage == 1) & (df.generation == 1)]
     assert s1_gen1["inherited_from"].eq(final["supernet"]).all()  # the last round's weights
@@ -135,6 +137,7 @@ def test_keep_weights_last_prunes_only_what_nothing_reads(search, capsys):
     """Only each stage's last generation keeps its weights, every trial its samples, and only
     the last supernet round is left."""
     out, df = search.out, results.load(search.out)
+    df = df[df["kind"] == "trial"]
     for row in df.itertuples():
         kept = os.path.exists(os.path.join(row.checkpoint, STATE_FILE))
         assert kept == (row.generation == GENERATIONS - 1), (row.stage, row.generation)
@@ -151,6 +154,12 @@ def test_analysis_shows_both_stages(search, capsys):
     assert main(["analyze", out]) == 0
     text = capsys.readouterr().out
     assert "EAGAN stage 1" in text and "Pareto front" in text and "hypervolume" in text
+    assert "EAGAN stage 1: 8 trials" in text  # the shared rounds' rows are not trials
+    hours = re.search(r"cost: ([0-9.e-]+) device-hours on cpu", text)
+    assert hours and float(hours[1]) == pytest.approx(
+        results.load(out)["device_s"].sum() / 3600, rel=1e-3
+    )
+    assert "set-up and orchestration" in text and "TFLOP/s per CPU core" in text
     names = ["pareto_stage1.png", "pareto_stage2.png", "hypervolume_stage1.png"]
     names += ["front_samples_stage1.png", "front_samples_stage2.png"]
     for name in names:
@@ -277,3 +286,17 @@ def test_paper_preset_budgets_are_the_papers_epochs():
         args = argparse.Namespace(**{**p, "population": population, "s2_steps": None})
         assert stage2_steps(args) == per_pair == p["s2_round_steps"] // population
     assert stage2_steps(argparse.Namespace(**{**p, "s2_steps": 7})) == 7
+
+
+def test_the_estimate_matches_the_flops_the_search_trained(search, capsys):
+    """``--estimate`` of the search's options, against the FLOPs its rows recorded. The
+    estimate counts each stage's first population (here, all of it); later generations
+    train other members, so the two agree only closely."""
+    capsys.readouterr()
+    assert main(["search", "eagan", *search.options, "--estimate", "--tflops", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    estimated = {int(line.split()[1]): float(line.split()[4]) for line in lines[1:3]}
+    df = results.load(search.out)
+    measured = df.groupby("stage")["train_flops"].sum() / 1e15
+    for stage in (1, 2):
+        assert estimated[stage] == pytest.approx(measured[stage], rel=0.05), stage

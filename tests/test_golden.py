@@ -66,7 +66,7 @@ def run_tiny(strategy: str, out: str) -> list[dict]:
 def table_rows(df) -> list[dict]:
     """A table's key and value columns as plain dicts, in a stable order."""
     rows = []
-    for record in df[KEYS + VALUES].to_dict("records"):
+    for record in df.loc[df["kind"] != "round", KEYS + VALUES].to_dict("records"):
         rows.append({k: clean(v) for k, v in record.items()})
     return sorted(rows, key=lambda r: json.dumps([r[k] for k in KEYS]))
 
@@ -199,11 +199,35 @@ def test_killed_and_resumed_search_matches_its_expected_table(strategy, golden_s
     for row, want in zip(got, expected, strict=True):
         for column in KEYS + VALUES:
             assert same(row[column], want[column]), (column, row, want)
+    paid_for(strategy, df)
+    df = df[df["kind"] != "round"]
     agrees_with_search(strategy, df, state.load(storage.join(out, Driver.STATE)))
     assert not storage.exists(storage.join(out, storage.LEASE_FILE))  # released at the end
     if strategy in ON_S3:  # checkpoints, rounds and state all in the bucket
         assert df["checkpoint"].str.startswith("s3://").all()
         assert storage.exists(storage.join(df["checkpoint"].iloc[-1], "state.pt"))
+
+
+ROUNDS = {"eagan": 2, "autogan": 3, "adversarialnas": 0}
+"""Shared rounds with a row of their own (AdversarialNAS's epoch rows are its rounds')."""
+WORKERS = {"eagan": 2, "autogan": 1, "adversarialnas": 2}
+"""Each strategy's ``--workers`` in :data:`TINY`."""
+
+
+def paid_for(strategy: str, df) -> None:
+    """Every row records its cost: the device, device-seconds, where the time went; every
+    round and every trial that trained, its FLOPs."""
+    rounds = df[df["kind"] == "round"]
+    assert len(rounds) == ROUNDS[strategy] and rounds["trial_id"].str.startswith("round-").all()
+    assert (df["device"] == "cpu").all() and (df["device_s"] > 0).all()
+    assert (df["device_s"] >= df["wall_s"] * 0.999).all()  # a share of at least one core
+    for column in ("train_s", "eval_s", "setup_s"):
+        assert (df[column] >= 0).all() and (df[column] <= df["wall_s"]).all(), column
+    trained = df[df["budget_steps"] > 0]
+    assert not trained.empty and (trained["train_flops"] > 0).all()
+    assert (df.loc[df["budget_steps"] == 0, "train_flops"] == 0).all()
+    shared = df[df["kind"].isin(["round", "epoch"])]
+    assert (shared["device_share"] == WORKERS[strategy]).all()  # a core for each worker
 
 
 def agrees_with_search(strategy: str, df, final: dict) -> None:

@@ -77,6 +77,31 @@ def test_inherited_weights_train_from_g_and_score_from_its_ema(tmp_path):
             assert torch.equal(value, state[key][name]), (key, name)
 
 
+def test_a_worker_reads_a_checkpoint_once_for_the_trials_that_inherit_it(tmp_path, monkeypatch):
+    """A reused worker scoring the next candidate of the same round does not read the
+    supernet again; another checkpoint is read (and the oldest of more than two let go)."""
+    from raygan import storage, trainable
+
+    torch.manual_seed(0)
+    g, d = build_pair(full_config(CONFIG))
+    for name in ("a", "b", "c"):
+        torch.save({"G": g.state_dict(), "D": d.state_dict()}, tmp_path / f"{name}.pt")
+    reads = []
+    load = storage.load_torch
+    monkeypatch.setattr(
+        storage, "load_torch", lambda path, **kw: reads.append(path) or load(path, **kw)
+    )
+    monkeypatch.setattr(trainable, "_READ", {})
+    config = full_config(CONFIG)
+    for name in ("a", "a", "b", "a", "c", "a"):
+        trainer = GANTrainer(*build_pair(config), train_config(config))
+        path = str(tmp_path / f"{name}.pt")
+        inherit_weights(trainer, path, path)
+        for key, value in trainer.G.state_dict().items():
+            assert torch.equal(value, g.state_dict()[key])
+    assert [p.rsplit("/", 1)[1] for p in reads] == ["a.pt", "b.pt", "c.pt", "a.pt"]
+
+
 def test_a_path_scored_as_inherited_does_not_depend_on_the_supernets_batch_norm_state(tmp_path):
     """Every path shares the supernet's BatchNorm statistics, which the paths that trained last
     accumulated: a candidate scored without training gets its own instead."""

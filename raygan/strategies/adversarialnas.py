@@ -120,6 +120,8 @@ EPOCH_EXTRA = ("g_entropy", "d_entropy", "d_iterations", "tau", "workers", "repl
 class AdversarialnasSearch(common.Driver):
     """Epoch by epoch, one mixed-op round each: an epoch is a boundary."""
 
+    ROUND_ROW = False  # the epoch's row is its round's, cost included
+
     def fresh_state(self) -> dict[str, Any]:
         return {"epoch": 0, "supernet": None}
 
@@ -146,7 +148,8 @@ class AdversarialnasSearch(common.Driver):
     def evaluate(self, name: str, shared: dict[str, Any]) -> tuple[list[dict], None]:
         """The epoch was scored at the end of its round: its one row."""
         spec = round_spec(self, None)
-        return [self.row(epoch_row(shared["metrics"], self.state["epoch"] + 1, spec))], None
+        row = epoch_row(shared["metrics"], self.state["epoch"] + 1, spec)
+        return [self.row({**row, "kind": "epoch", **shared.get("cost", {})})], None
 
     def observe(self, rows: list[dict], shared: dict[str, Any], search: None) -> None:
         row = rows[0]
@@ -173,6 +176,32 @@ class AdversarialnasSearch(common.Driver):
         )
         arch = spaces.Arch(g, d, a.final_gf, a.final_df, common.bottom_width(a.dataset))
         spaces.write_arch_file(storage.join(self.out, "best.yaml"), arch, comment=note)
+
+
+def estimate(args: Spec) -> list[Any]:
+    """The search's FLOPs (:mod:`raygan.estimate`): every epoch's D iterations of both mixed-op
+    supernets (architecture and weight steps, a G step every ``n_critic``), and the EMA
+    mixture scored after each. A probe measures the rate on a derived pair of the same widths
+    (fixed networks: the supernets' many small ops may train at another rate)."""
+    from raygan import estimate as est
+    from raygan.train import TrainConfig
+
+    bw = common.bottom_width(args.dataset)
+    spec = supernet.MixedRoundSpec(
+        g_space=G_SPACE, d_space=D_SPACE, gf=args.gf, df=args.df, n_critic=args.n_critic,
+        bottom_width=bw, batch=args.batch,
+    )  # fmt: skip
+    iterations = args.epochs * spec.round_steps(args.max_images)
+    train, per_sample = est.mixed_flops(spec)
+    scoring = (
+        args.epochs
+        * args.eval_samples
+        * (per_sample + est.extractor_flops(est.extractor_for(args)))
+    )
+    g, d = (est.sampled(space, args.seed, 1)[0] for space in (G_SPACE, D_SPACE))
+    cfg = TrainConfig(n_critic=args.n_critic, g_batch=args.batch, d_batch=args.batch // 2)
+    pair = est.Pair(g, d, args.gf, args.df, bw, cfg)
+    return [est.Stage("search (mixed-op supernets)", iterations * train, scoring, pair)]
 
 
 def run(args: Spec) -> int:

@@ -292,6 +292,29 @@ def report_iteration(rows: list[dict[str, Any]], search: ControllerSearch, stage
             print(f"[autogan]   stage {stage} kept #{rank}: {p.cells} reward {p.reward:.3f}")
 
 
+def estimate(args: Spec) -> list[Any]:
+    """Each MLAS stage's FLOPs (:mod:`raygan.estimate`): its iterations' shared rounds at the
+    stage's cells and D blocks, and the zero-step trials that score rewards and candidates;
+    averaged over architectures drawn uniformly (the controller's policy at its start)."""
+    from raygan import estimate as est
+    from raygan.train import TrainConfig
+
+    a, bw, d = args, common.bottom_width(args.dataset), spaces.Genotype.parse(D)
+    cfg = TrainConfig(n_critic=a.n_critic, g_batch=a.g_batch, d_batch=a.d_batch)
+    extractor, drawn = est.extractor_for(a), est.sampled("autogan", a.seed)
+    scored = a.eval_samples + 64 + est.RECALIBRATION_SAMPLES  # a reward trial's G forwards
+    stages = []
+    for stage, iterations in enumerate(stage_iterations(a)):
+        cells = {"n_cells": stage + 1, "d_blocks": stage + 1}
+        pairs = [est.Pair(g, d, a.gf, a.df, bw, cfg, **cells) for g in drawn]
+        train = iterations * a.round_steps * est.mean_flops(pairs)
+        trials = iterations * a.controller_steps * a.controller_batch + a.candidates
+        per_sample = est.mean_flops(pairs, lambda p: est.sample_flops(p, extractor))
+        name = f"stage {stage} ({bw * 2 ** (stage + 1)} px)"
+        stages.append(est.Stage(name, train, trials * scored * per_sample, pairs[0]))
+    return stages
+
+
 def run(args: Spec) -> int:
     """Search with ``args``, a spec that :func:`validate` passed."""
     return common.run_driver("autogan", AutoganSearch(args, "autogan"))

@@ -13,6 +13,7 @@ order once all are in.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -60,10 +61,12 @@ class Driver:
     STATE = "search_state.json"
     RUN_ONLY = frozenset(
         {"address", "concurrency", "cpus", "gpus", "resume", "out", "max_failures", "download"}
-        | {"inception_weights", "data_root"}
+        | {"inception_weights", "data_root", "estimate", "tflops"}
     )
     """Settings that change where or how fast a search runs, not its results: ``--resume``
     may change them; every other setting must be the one the search started with."""
+    ROUND_ROW = True
+    """Whether a boundary's shared round gets a row of its own (:meth:`round_rows`)."""
 
     def __init__(self, args: Spec, strategy: str):
         self.args = args
@@ -160,7 +163,7 @@ class Driver:
             if not any(r["status"] == "ok" for r in rows):
                 self.fail(name, rows)
             self.observe(rows, self.state["round"], search)
-            append_once(self.out, rows)
+            append_once(self.out, [*self.round_rows(name, self.state["round"], rows), *rows])
             faults.point("rows-appended")
             self.state.update(round=None, pending=None)
             self.save()
@@ -300,6 +303,7 @@ class Driver:
         from raygan import cluster, supernet
 
         a = self.args
+        began = time.perf_counter()
         done = supernet.train_round(
             spec,
             name=name,
@@ -309,7 +313,11 @@ class Driver:
             resources_per_worker={"CPU": a.cpus},
             max_failures=a.max_failures,
         )
-        return {"state": done.state, "metrics": done.metrics}
+        return {
+            "state": done.state,
+            "metrics": done.metrics,
+            "cost": round_cost(done.metrics, time.perf_counter() - began, a),
+        }
 
     def data_settings(self) -> dict[str, Any]:
         """What every round and trial of this search trains on, and how (spec fields)."""
@@ -323,6 +331,7 @@ class Driver:
             "max_images": a.max_images,
             "amp_bf16": a.bf16,
             "channels_last": a.channels_last,
+            "compile": a.compile,
         }
 
     def trial_settings(self) -> dict[str, Any]:
@@ -336,9 +345,52 @@ class Driver:
             "inception_weights": a.inception_weights,
         }
 
+    def round_rows(
+        self, name: str, shared: dict[str, Any], rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The boundary's shared round as a row of its own (``kind`` round: what it cost),
+        under the boundary's stage and generation; none where the method has no round, or
+        where its rows already carry the round's cost (AdversarialNAS's epoch)."""
+        if not self.ROUND_ROW or "cost" not in shared:
+            return []
+        where = {k: rows[0].get(k) for k in ("stage", "generation")} if rows else {}
+        a = self.args
+        return [
+            self.row(
+                {
+                    "trial_id": f"round-{name}",
+                    "kind": "round",
+                    **where,
+                    **{"gf": a.gf, "df": a.df, "dataset": a.dataset, "seed": a.seed},
+                    "budget_steps": shared["metrics"].get("round_step"),
+                    **shared["cost"],
+                }
+            )
+        ]
+
     def row(self, fields: dict[str, Any]) -> dict[str, Any]:
         """A table row of this experiment from a trial's or an epoch's fields."""
         return results.row(fields, experiment=self.experiment, strategy=self.strategy)
+
+
+def round_cost(metrics: dict[str, Any], wall_s: float, args: Spec) -> dict[str, Any]:
+    """A shared round's cost (:func:`raygan.cost.fields`) from its workers' last report: its
+    wall as the driver saw it (Ray Train's start included), on every worker's device share."""
+    from raygan import cost
+
+    share = args.workers * (1.0 if args.gpus > 0 else args.cpus)
+    return {
+        "wall_s": wall_s,
+        **cost.fields(
+            metrics.get("device", "cpu"),
+            share,
+            wall_s=wall_s,
+            train_s=metrics.get("train_s", 0.0),
+            eval_s=metrics.get("eval_s", 0.0),
+            setup_s=metrics.get("setup_s", 0.0),
+            train_flops=metrics.get("train_flops", 0),
+        ),
+    }
 
 
 def append_once(out: str, rows: list[dict[str, Any]]) -> None:

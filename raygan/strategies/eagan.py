@@ -105,6 +105,27 @@ def trial_config(
     return config
 
 
+def new_search(args: Spec, stage: int) -> NSGA2:
+    """A stage's NSGA-II before its first generation: G's space in stage 1, D's in stage 2."""
+    return NSGA2(
+        "nas_cell_g" if stage == 1 else "eagan_d",
+        population_size=args.population,
+        generations=args.generations,
+        metrics=OBJECTIVES[stage],
+        modes=MODES,
+        seed=args.seed + stage,
+        reevaluate_parents=True,
+    )
+
+
+def first_members(args: Spec, stage: int) -> list[spaces.Genotype]:
+    """The first members of a stage's first population (what ``--estimate`` counts on)."""
+    from raygan.estimate import SAMPLED
+
+    members = new_search(args, stage).population()[:SAMPLED]
+    return [spaces.Genotype.parse(m["genotype"]) for m in members]
+
+
 def generation_over(search: NSGA2, *, generation: int) -> bool:
     """Whether NSGA-II has closed ``generation``."""
     return search.finished or search.generation != generation
@@ -136,16 +157,7 @@ class EaganSearch(common.Driver):
         return common.bottom_width(self.args.dataset)
 
     def search(self) -> NSGA2:
-        stage = self.state["stage"]
-        algorithm = NSGA2(
-            "nas_cell_g" if stage == 1 else "eagan_d",
-            population_size=self.args.population,
-            generations=self.args.generations,
-            metrics=OBJECTIVES[stage],
-            modes=MODES,
-            seed=self.args.seed + stage,
-            reevaluate_parents=True,
-        )
+        algorithm = new_search(self.args, self.state["stage"])
         if self.state["algorithm"] is not None:
             algorithm.load_state_dict(self.state["algorithm"])
         return algorithm
@@ -289,6 +301,41 @@ def pick_best(front: pd.DataFrame, objectives: tuple[str, ...]) -> pd.Series:
         ["fid", "_neg_is", objectives[2]], kind="stable"
     )
     return ordered.iloc[0]
+
+
+def estimate(args: Spec) -> list[Any]:
+    """The two stages' FLOPs (:mod:`raygan.estimate`): P members per generation, each stage-1
+    G step one member's path against AutoGAN-D, each stage-2 pair G* against a member D;
+    averaged over the first members of each stage's first population (G*: stage 1's
+    first)."""
+    from raygan import estimate as est
+    from raygan.train import TrainConfig
+
+    a, bw, scored = args, common.bottom_width(args.dataset), args.population * args.generations
+    extractor = est.extractor_for(a)
+    batches = {"g_batch": a.g_batch, "d_batch": a.d_batch}
+    d, stages = spaces.Genotype.parse(STAGE1_D), []
+    s1 = TrainConfig(n_critic=a.s1_n_critic, **batches)
+    paths = [est.Pair(g, d, a.gf, a.df, bw, s1) for g in first_members(a, 1)]
+    shared = a.warmup_steps + a.round_steps * a.generations + a.finetune_steps * scored
+    per_sample = est.mean_flops(paths, lambda p: est.sample_flops(p, extractor))
+    rescored = a.eval_samples + 64 + (0 if a.finetune_steps else est.RECALIBRATION_SAMPLES)
+    stages.append(
+        est.Stage(
+            "stage 1 (supernet, G)",
+            shared * est.mean_flops(paths),
+            scored * rescored * per_sample,
+            paths[0],
+        )
+    )
+    if "2" in a.stages.split(","):
+        s2 = TrainConfig(n_critic=a.s2_n_critic, **batches)
+        g_star = paths[0].g
+        pairs = [est.Pair(g_star, x, a.gf, a.df, bw, s2) for x in first_members(a, 2)]
+        train = scored * stage2_steps(a) * est.mean_flops(pairs)
+        scoring = scored * (a.eval_samples + 64) * per_sample
+        stages.append(est.Stage("stage 2 (pairs, D)", train, scoring, pairs[0]))
+    return stages
 
 
 def run(args: Spec) -> int:

@@ -50,6 +50,9 @@ SEARCH_OPTIONS: dict[str, Option] = {
 }
 """Options of every command that every search checks alike (the parser adds them)."""
 
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+"""``--compile``: eager, or one of ``torch.compile``'s modes."""
+
 METHOD_OPTIONS: dict[str, Option] = {
     "gf": Option(int, "generator width during search", minimum=1),
     "df": Option(int, "discriminator width during search", minimum=1),
@@ -59,8 +62,11 @@ METHOD_OPTIONS: dict[str, Option] = {
     "max_failures": Option(
         int, "worker-group restarts of a round from its checkpoint (-1: no limit)", minimum=-1
     ),
-    "bf16": Option(bool, "bf16 autocast in every training, trials and rounds (GPUs only)"),
+    "bf16": Option(bool, "bf16 autocast in every training, trials and rounds"),
     "channels_last": Option(bool, "channels_last memory format in every training (GPUs)"),
+    "compile": Option(
+        str, "torch.compile mode of every training's G and D (none: eager)", choices=COMPILE_MODES
+    ),
 }
 """Options every method has: widths during search and in the files written, the shared
 rounds' workers, and how every training runs on a GPU."""
