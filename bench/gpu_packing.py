@@ -25,6 +25,8 @@ import time
 
 import ray
 from gpu_monitor import GPUMonitor
+from gpu_training import SIZES
+from gpu_training import VARIANTS as TRAINING
 from ray import tune
 
 from raygan.trainable import fit_trials
@@ -37,15 +39,7 @@ PAIR = {
     "eval_samples": 100,
     "extractor": "raygan-shapes-v1",
 }
-SIZES = {
-    "quick": {"gf": 16, "df": 16, "g_batch": 32, "d_batch": 16},
-    "paper": {"gf": 256, "df": 128, "g_batch": 128, "d_batch": 64},
-}
-VARIANTS = {
-    "fp32": {},
-    "bf16": {"amp_bf16": True},
-    "bf16+cl": {"amp_bf16": True, "channels_last": True},
-}
+VARIANTS = {name: TRAINING[name] for name in ("fp32", "bf16", "bf16+cl")}
 
 
 def fit(config: dict, trials: int, gpu_share: float) -> tuple[list[dict], float, GPUMonitor]:

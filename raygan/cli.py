@@ -191,6 +191,7 @@ def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
         "amp_bf16": args.bf16,
         "channels_last": args.channels_last,
         "compile": args.compile,
+        "check_every": args.check_every,
     }
 
 
@@ -487,7 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory (GPU)")
     p.add_argument(
-        "--compile", choices=COMPILE_MODES, default="none", help="torch.compile mode of G and D"
+        "--compile", choices=COMPILE_MODES, default="none", help="torch.compile mode of G"
+    )
+    p.add_argument(
+        "--check-every",
+        type=positive_int,
+        default=1,
+        help="G steps between reading the losses back to check them (the host waits then)",
     )
     add_eval_options(p)
     add_resource_options(p)

@@ -82,6 +82,7 @@ class RoundSpec:
     amp_bf16: bool = False
     channels_last: bool = False
     compile: str = "none"  # torch.compile mode (raygan.train.TrainConfig)
+    check_every: int = 1  # G steps between reading the losses back
     seed: int = 0
     init: str | None = None  # state.pt of the previous round (weights and optimisers)
     checkpoint_every: int = 0  # 0: only at the end
@@ -119,6 +120,7 @@ class MixedRoundSpec:
     amp_bf16: bool = False
     channels_last: bool = False
     compile: str = "none"
+    check_every: int = 1
     seed: int = 0
     init: str | None = None
     checkpoint_every: int = 0
@@ -176,6 +178,7 @@ class PathRound:
             amp_bf16=spec.amp_bf16,
             channels_last=spec.channels_last,
             compile=spec.compile,
+            check_every=spec.check_every,
         )
         g_options = {} if spec.n_cells is None else {"n_cells": spec.n_cells}
         d_options = {} if spec.d_blocks is None else {"n_blocks": spec.d_blocks}
@@ -240,6 +243,7 @@ class MixedRound:
             amp_bf16=spec.amp_bf16,
             channels_last=spec.channels_last,
             compile=spec.compile,
+            check_every=spec.check_every,
         )
         wrap = wrap or ddp_wrapper(single_path=False)
         self.trainer = GANTrainer(g, d, cfg, device, noise_seed=noise_seed, wrap=wrap)
@@ -367,6 +371,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             return
         done = i + 1
         final = done == steps or metrics["collapsed"]
+        if (done % every == 0 or final) and not metrics["collapsed"]:
+            try:  # every step's losses are checked before a checkpoint
+                metrics.update(work.trainer.check())
+            except Collapsed as err:
+                metrics, final = {**err.metrics, "collapsed": True}, True
+            except Diverged as err:
+                report_diverged(str(err), done, rank)
+                return
         if done % every == 0 or final:
             wall = time.perf_counter() - tic
             metrics.update(round_step=done, wall_s=wall, timed_steps=done - start, workers=world)

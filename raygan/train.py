@@ -81,7 +81,8 @@ class TrainConfig:
     d_joint_batch: bool = False
     amp_bf16: bool = False
     channels_last: bool = False
-    compile: str = "none"  # torch.compile mode of G's and D's forwards ("none": eager)
+    compile: str = "none"  # torch.compile mode of G's forwards ("none": eager)
+    check_every: int = 1  # G steps between reading the losses back (the host waits then)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,6 +186,8 @@ class GANTrainer:
         self.flops = FlopMeter(self.eager)  # what this process trained, per kind of step
         seed = cfg.seed if noise_seed is None else noise_seed
         self.noise = torch.Generator(device=self.device).manual_seed(seed)
+        self._unread: list[torch.Tensor] = []  # losses not yet read back (observe)
+        self._read: dict[str, float] = {}
         self._losses: dict[str, deque[float]] = {
             "g": deque(maxlen=max(1, cfg.collapse_window)),
             "d": deque(maxlen=max(1, cfg.collapse_window)),
@@ -257,13 +260,30 @@ class GANTrainer:
         return self.g_step(g_arch), d_loss
 
     def observe(self, g_loss: torch.Tensor, d_loss: torch.Tensor) -> dict[str, float]:
-        """Check a generator step's losses: :class:`Diverged` on a non-finite one,
-        :class:`Collapsed` once the recent ones stop varying (either on any DDP worker, so
-        that every worker stops at the same step)."""
-        values = {"g_loss": float(g_loss), "d_loss": float(d_loss)}
+        """Queue a generator step's losses, and every ``check_every`` steps :meth:`check` them
+        (the host waits for the device only then); the last losses checked."""
+        self._unread.append(torch.stack([g_loss.detach().float(), d_loss.detach().float()]))
+        if len(self._unread) >= self.cfg.check_every:
+            return self.check()
+        return self._read
+
+    def check(self) -> dict[str, float]:
+        """Read the queued losses and check each step's in order: :class:`Diverged` on a
+        non-finite one, :class:`Collapsed` once the recent ones stop varying (either on any
+        DDP worker, so that every worker stops at the same step); the last step's losses."""
+        if self._unread:
+            read = torch.stack(self._unread).tolist()
+            self._unread.clear()
+            for i, (g, d) in enumerate(read):
+                self._read = self._checked(
+                    {"g_loss": g, "d_loss": d}, self.step - len(read) + i + 1
+                )
+        return self._read
+
+    def _checked(self, values: dict[str, float], step: int) -> dict[str, float]:
         if agreed(not all(map(math.isfinite, values.values())), self.device):
             bad = [f"{k[0].upper()} loss is {v}" for k, v in values.items() if not math.isfinite(v)]
-            raise Diverged(", ".join(bad) or "a loss is not finite on another worker", self.step)
+            raise Diverged(", ".join(bad) or "a loss is not finite on another worker", step)
         for name, value in values.items():
             self._losses[name[0]].append(value)
         if self.cfg.collapse_window and len(self._losses["g"]) == self.cfg.collapse_window:
@@ -273,7 +293,7 @@ class GANTrainer:
                     f"variance of the last {self.cfg.collapse_window} losses fell under "
                     f"{self.cfg.collapse_variance} (G {variances['g_loss_var']:.2e}, "
                     f"D {variances['d_loss_var']:.2e}: mode collapse)",
-                    self.step,
+                    step,
                     {**values, **variances},
                 )
             values.update(variances)
@@ -301,14 +321,14 @@ class GANTrainer:
             losses = self.flops.run(str(arch), functools.partial(self.train_step, data, arch))
             if on_log is not None and self.step % log_every == 0:
                 on_log(self.step, losses)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        losses = self.check()  # every step's losses read and checked: the device is done
         wall = time.perf_counter() - start
         images = steps * self.cfg.n_critic * self.cfg.d_batch
         return {**losses, "wall_s": wall, "img_per_s": images / wall if wall > 0 else 0.0}
 
     def loss_windows(self) -> dict[str, list[float]]:
-        """The recent losses the collapse check watches."""
+        """The recent losses the collapse check watches (every step's, checked first)."""
+        self.check()
         return {k: list(v) for k, v in self._losses.items()}
 
     def load_loss_windows(self, windows: Mapping[str, list[float]]) -> None:

@@ -158,3 +158,19 @@ def test_compiled_training_matches_eager_and_counts_the_same_flops():
     assert b["d_loss"] == pytest.approx(a["d_loss"], rel=1e-3, abs=1e-4)
     assert compiled.flops.per_kind == eager.flops.per_kind
     assert compiled.run_g is not compiled._eager[0]  # it did compile
+
+
+def test_losses_read_back_every_n_steps_still_stop_a_diverged_run_at_its_step():
+    """``check_every`` 3: the host reads the losses every third step (and at the end of a
+    run), and a loss that went non-finite is reported with the step it went so at."""
+    from raygan.train import Diverged
+
+    t, batches = trainer(dataclasses.replace(CFG, check_every=3))
+    t.run(batches, 1)  # fewer steps than check_every: run() reads them at its end
+    assert t.loss_windows()["g"] and not t._unread
+    for group in t.opt_d.param_groups:
+        group["lr"] = 1e30  # the weights blow up within a step
+    with pytest.raises(Diverged) as err:
+        t.run(batches, 5)
+    assert t.step in (4, 6) and 2 <= err.value.step <= t.step  # read at step 4, or at the end
+    assert "loss is" in str(err.value)

@@ -332,6 +332,7 @@ class Driver:
             "amp_bf16": a.bf16,
             "channels_last": a.channels_last,
             "compile": a.compile,
+            "check_every": a.check_every,
         }
 
     def trial_settings(self) -> dict[str, Any]:

@@ -64,8 +64,11 @@ METHOD_OPTIONS: dict[str, Option] = {
     ),
     "bf16": Option(bool, "bf16 autocast in every training, trials and rounds"),
     "channels_last": Option(bool, "channels_last memory format in every training (GPUs)"),
+    "check_every": Option(
+        int, "G steps between reading losses back to check them (the host waits then)", minimum=1
+    ),
     "compile": Option(
-        str, "torch.compile mode of every training's G and D (none: eager)", choices=COMPILE_MODES
+        str, "torch.compile mode of every training's G (none: eager)", choices=COMPILE_MODES
     ),
 }
 """Options every method has: widths during search and in the files written, the shared
