@@ -17,10 +17,11 @@ Two feature extractors are registered (``EXTRACTORS``):
   the shape in the built-in ``shapes`` dataset; its 8 class logits give the Inception Score
   (at most 8). Its FID/KID features are the trunk's average- and max-pooled activations
   (shape) joined with a 4x4 colour thumbnail of the image (colour and layout), so FID sees
-  wrong colours as well as wrong shapes. Training is deterministic (fixed seed, fixed data,
-  one CPU thread), takes about 20 s of one core, happens on first use, and the weights are
-  cached, keyed by version. Its numbers are NOT comparable with Inception numbers, nor with
-  the papers; results also carry a digest of the weights that produced them.
+  wrong colours as well as wrong shapes. raygan ships its weights: training is deterministic
+  on one machine (fixed seed, fixed data, one CPU thread; about 20 s of one core), but another
+  CPU can round differently, and the scores of one version must compare everywhere. Its
+  numbers are NOT comparable with Inception numbers, nor with the papers; results also carry
+  a digest of the weights that produced them.
 
 ``extractor="auto"`` picks Inception when its weights are present, else raygan's own. Every
 result records the extractor and the sample count, so numbers from different extractors
@@ -38,6 +39,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -48,7 +50,6 @@ from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-from torch_fidelity.utils_torch import torch_atomic_save
 
 from raygan import data
 
@@ -166,14 +167,12 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def shapes_extractor_weights(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Path of the ``raygan-shapes-v1`` weights, training them on first use."""
-    path = Path(cache_dir or data.cache_dir()) / "extractors" / f"{SHAPES_EXTRACTOR}.pt"
-    if not path.is_file():
-        with _file_lock(path.with_suffix(".lock")):
-            if not path.is_file():
-                torch_atomic_save(train_shapes_net().state_dict(), str(path))
-    return path
+def shapes_extractor_weights() -> Path:
+    """The ``raygan-shapes-v1`` weights raygan ships (``raygan/extractors``): trained once
+    with :func:`train_shapes_net`'s defaults and fixed since, so that its scores compare
+    across machines (training again on another CPU can round differently, and 400 steps of
+    training carry that into the weights)."""
+    return Path(str(resources.files("raygan").joinpath("extractors", f"{SHAPES_EXTRACTOR}.pt")))
 
 
 class ShapesFeatureExtractor(FeatureExtractorBase):
@@ -245,7 +244,7 @@ def _inception_weights(explicit: str | os.PathLike | None) -> Path | None:
 
 _WEIGHTS: dict[str, Callable[[str | os.PathLike | None, Path], Path | None]] = {
     INCEPTION: lambda explicit, cache: _inception_weights(explicit),
-    SHAPES_EXTRACTOR: lambda explicit, cache: shapes_extractor_weights(cache),
+    SHAPES_EXTRACTOR: lambda explicit, cache: shapes_extractor_weights(),
 }
 EXTRACTORS: tuple[str, ...] = tuple(_WEIGHTS)
 

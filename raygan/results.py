@@ -41,12 +41,12 @@ g_params, d_params int64           parameter counts
 rank               int32           Pareto rank at selection time (0 = front)
 crowding           float64         crowding distance at selection time
 budget_steps       int64           generator steps trained in this trial
-wall_s             float64         trial wall time in seconds
+wall_s             float64         wall time in seconds (a round's: the driver's, start-up in)
 img_per_s          float64         real images through D per second
 device             string          what trained it: the GPU's name, or ``cpu``
 device_share       float64         the share of it held: a GPU fraction, or CPU cores
 device_s           float64         device-seconds paid: wall_s x device_share
-train_s            float64         seconds training (a trial's own wall: train + eval + set-up)
+train_s            float64         seconds training
 eval_s             float64         seconds scoring (IS/FID)
 setup_s            float64         seconds building, loading data and weights
 train_flops        int64           FLOPs trained (per kind of step, counted once, x steps)

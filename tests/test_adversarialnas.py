@@ -9,6 +9,7 @@ The pure-torch parts are elsewhere: mixed ops, Gumbel-softmax, derivation and en
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -17,9 +18,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from test_golden import TINY as GOLDEN_TINY
 
 from raygan import cli, results, spaces, supernet
 from raygan.strategies import adversarialnas as an
+from raygan.strategies.common import Driver
+
+TINY = GOLDEN_TINY["adversarialnas"]
+"""3 D iterations per epoch (48 // 16), a G step every 2: G steps 1 and 3 after epochs 1, 2."""
 
 
 # ----- options ----------------------------------------------------------------------------------
@@ -41,32 +47,16 @@ def test_bad_options_stop_before_ray(options, message, tmp_path, capsys):
 
 
 # ----- on Ray Train -----------------------------------------------------------------------------
-TINY = ["--workers", "2", "--epochs", "2", "--batch", "16", "--gf", "8", "--df", "8"]
-TINY += ["--n-critic", "2", "--max-images", "48", "--eval-samples", "20", "--gumbel"]
-"""3 D iterations per epoch (48 // 16), a G step every 2: G steps 1 and 3 after epochs 1, 2."""
-
-
 @pytest.fixture(scope="module")
-def search(ray_local, tmp_path_factory):
-    """One 2-epoch search on 2 gloo workers, every round it ran recorded (spec and result)."""
-    out = str(tmp_path_factory.mktemp("adversarialnas") / "search")
-    rounds: list[tuple[supernet.MixedRoundSpec, dict, supernet.RoundResult]] = []
-    train_round = supernet.train_round
-
-    def recorded(spec, **options):
-        done = train_round(spec, **options)
-        rounds.append((spec, options, done))
-        return done
-
-    args = ["search", "adversarialnas", "--out", out, *TINY]
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(supernet, "train_round", recorded)
-        code = cli.main(args)
-    return SimpleNamespace(out=out, args=args, code=code, rounds=rounds)
+def search(golden_search):
+    """The golden tiny search of tests/test_golden.py (2 epochs of 3 D iterations on 2 gloo
+    workers, a G step every 2, Gumbel weights), killed twice and resumed to its end; read as a
+    user would."""
+    out = golden_search("adversarialnas")
+    return SimpleNamespace(out=out, args=["search", "adversarialnas", "--out", out, *TINY])
 
 
 def test_search_command_end_to_end(search, capsys):
-    assert search.code == 0
     table = results.load(search.out)
     assert table["generation"].tolist() == [1, 2]  # one row per epoch, none twice
     assert table["trial_id"].tolist() == ["epoch1", "epoch2"]
@@ -80,11 +70,10 @@ def test_search_command_end_to_end(search, capsys):
         assert spaces.Genotype.parse(g).space == an.G_SPACE
         assert spaces.Genotype.parse(d).space == an.D_SPACE
 
-    # one mixed round per epoch, each starting from the last one's state; the rows hold them
-    assert [spec.init for spec, _, _ in search.rounds] == [None, search.rounds[0][2].state]
-    for (spec, _, done), digest in zip(search.rounds, extra["replica_digest"], strict=True):
-        assert done.metrics["replica_digest"] == digest and spec.epochs == 2
-    assert extra["replica_digest"].nunique() == 2  # and they did train
+    # one mixed round per epoch (epoch 2 went on from epoch 1: d_iterations above); each trained
+    assert sorted(os.listdir(os.path.join(search.out, "train"))) == ["epoch001", "epoch002"]
+    assert extra["replica_digest"].nunique() == 2
+    assert (table["kind"] == "epoch").all() and (table["train_flops"] > 0).all()
 
     arch = spaces.read_arch_file(os.path.join(search.out, "best.yaml"))
     assert str(arch.g) == table["g_genotype"].iloc[-1]
@@ -101,7 +90,6 @@ def test_search_command_end_to_end(search, capsys):
 
 
 def test_finished_search_resumes_to_nothing_and_keeps_its_settings(search, capsys):
-    assert search.code == 0
     rows = results.load(search.out)
     trained = sorted(os.listdir(os.path.join(search.out, "train")))
     assert cli.main([*search.args, "--resume"]) == 0  # a finished search: nothing more to do
@@ -137,8 +125,7 @@ def test_killed_worker_continues_the_round_exactly(search, tmp_path, monkeypatch
     weights, logits, optimiser moments, streams, genotypes and scores. Every worker notes a
     digest of its weights and logits at every checkpoint: the two DDP replicas always agree,
     although each trains on its own shard of the data."""
-    assert search.code == 0
-    spec, options, uninterrupted = search.rounds[1]
+    spec, uninterrupted, original = epoch_two(search.out)
     marker, notes = str(tmp_path / "killed"), tmp_path / "notes"
     notes.mkdir()
 
@@ -167,8 +154,8 @@ def test_killed_worker_continues_the_round_exactly(search, tmp_path, monkeypatch
         replay,
         name="replay",
         storage_path=str(tmp_path / "train"),
-        workers=options["workers"],
-        resources_per_worker=options["resources_per_worker"],
+        workers=2,
+        resources_per_worker={"CPU": 1.0},
         max_failures=1,
     )
     assert os.path.exists(marker)
@@ -189,10 +176,27 @@ def test_killed_worker_continues_the_round_exactly(search, tmp_path, monkeypatch
         by_step.setdefault(n["done"], set()).add(n["digest"])
     assert sorted(by_step) == [1, 2, 3] and all(len(d) == 1 for d in by_step.values())
 
-    assert done.metrics["round_step"] == uninterrupted.metrics["round_step"] == 3
-    for key in ("replica_digest", "g", "d", "is", "fid", "g_steps", "d_iterations", "tau"):
-        assert done.metrics[key] == uninterrupted.metrics[key], key
-    assert by_step[3] == {uninterrupted.metrics["replica_digest"]}
-    replayed = torch.load(done.state, weights_only=True)
-    original = torch.load(uninterrupted.state, weights_only=True)
-    assert same(replayed, original)
+    assert done.metrics["round_step"] == original["round_step"] == 3
+    for key, value in uninterrupted.items():
+        assert done.metrics[key] == value, key
+    assert by_step[3] == {uninterrupted["replica_digest"]}
+    assert same(torch.load(done.state, weights_only=True), original)
+
+
+def epoch_two(out: str) -> tuple[supernet.MixedRoundSpec, dict, dict]:
+    """The search's epoch 2 as it ran: its round spec (from epoch 1's state), what its row
+    recorded of the round's result, and its final state."""
+    from raygan import metrics, state
+    from raygan.spec import build_spec
+
+    args = cli.build_parser().parse_args(["search", "adversarialnas", "--out", out, *TINY])
+    spec = build_spec("adversarialnas", args)
+    driver = an.AdversarialnasSearch(spec.replace(extractor=metrics.SHAPES_EXTRACTOR), an.STRATEGY)
+    (epoch1,) = glob.glob(os.path.join(out, "train", "epoch001", "checkpoint_*", "state.pt"))
+    table = results.load(out).sort_values("generation").reset_index(drop=True)
+    row, extra = table.iloc[1], results.extra(table).iloc[1]
+    recorded = {"g": row["g_genotype"], "d": row["d_genotype"], "is": row["is"]}
+    recorded.update(fid=row["fid"], g_steps=row["budget_steps"])
+    recorded.update({k: extra[k] for k in ("replica_digest", "d_iterations", "tau")})
+    final = state.load(os.path.join(out, Driver.STATE))["supernet"]
+    return an.round_spec(driver, epoch1), recorded, torch.load(final, weights_only=True)

@@ -44,7 +44,7 @@ TINY: dict[str, list[str]] = {
     ],
     "adversarialnas": [
         "--workers", "2", "--epochs", "2", "--batch", "16", "--gf", "8", "--df", "8",
-        "--n-critic", "2", "--max-images", "48", "--eval-samples", "20",
+        "--n-critic", "2", "--max-images", "48", "--eval-samples", "20", "--gumbel",
     ],
 }  # fmt: skip
 
