@@ -153,3 +153,20 @@ def fields(
         "setup_s": setup_s,
         "train_flops": int(train_flops),
     }
+
+
+def round_fields(metrics: dict[str, Any], wall_s: float, share: float) -> dict[str, Any]:
+    """A shared round's cost (:func:`fields`) from its workers' last report: its whole wall
+    (Ray Train's start-up included), on every worker's device share together."""
+    return {
+        "wall_s": wall_s,
+        **fields(
+            metrics.get("device", "cpu"),
+            share,
+            wall_s=wall_s,
+            train_s=metrics.get("train_s", 0.0),
+            eval_s=metrics.get("eval_s", 0.0),
+            setup_s=metrics.get("setup_s", 0.0),
+            train_flops=metrics.get("train_flops", 0),
+        ),
+    }

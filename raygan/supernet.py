@@ -362,23 +362,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     tic, metrics = time.perf_counter(), {"timed_steps": 0}
     setup = {"setup_s": tic - began, "device": cost.device_name(device)}
     for i in range(start, steps):
+        done = i + 1
         try:
             metrics = {**work.step(batches, i), "collapsed": False}
+            if done % every == 0 or done == steps:  # every queued loss checked before a report
+                metrics.update(work.trainer.check())
         except Collapsed as err:
             metrics = {**err.metrics, "collapsed": True}
         except Diverged as err:  # reported, not raised: a retry would diverge again
-            report_diverged(str(err), i + 1, rank)
+            report_diverged(str(err), done, rank)
             return
-        done = i + 1
         final = done == steps or metrics["collapsed"]
-        if (done % every == 0 or final) and not metrics["collapsed"]:
-            try:  # every step's losses are checked before a checkpoint
-                metrics.update(work.trainer.check())
-            except Collapsed as err:
-                metrics, final = {**err.metrics, "collapsed": True}, True
-            except Diverged as err:
-                report_diverged(str(err), done, rank)
-                return
         if done % every == 0 or final:
             wall = time.perf_counter() - tic
             metrics.update(round_step=done, wall_s=wall, timed_steps=done - start, workers=world)
@@ -505,6 +499,7 @@ class RoundDiverged(RuntimeError):
 class RoundResult(NamedTuple):
     state: str  # the final checkpoint's state.pt
     metrics: dict[str, Any]  # the last report: losses, collapsed, wall time, the round's result
+    wall_s: float  # the whole job's, as the driver saw it (Ray Train's start-up included)
 
 
 def train_round(
@@ -517,7 +512,7 @@ def train_round(
     resources_per_worker: dict[str, float] | None = None,
     max_failures: int = 2,
 ) -> RoundResult:
-    """Run one round as a ``TorchTrainer`` job; its final ``state.pt`` and last metrics.
+    """Run one round as a ``TorchTrainer`` job; its final ``state.pt``, last metrics and wall.
 
     A run of the same name and storage path that was interrupted continues from its last
     checkpoint (Ray Train's own restoration).
@@ -538,7 +533,9 @@ def train_round(
             checkpoint_config=CheckpointConfig(num_to_keep=1),
         ),
     )
+    began = time.perf_counter()
     result = trainer.fit()
+    wall_s = time.perf_counter() - began
     if result.error is not None:
         raise result.error
     if (result.metrics or {}).get("diverged"):
@@ -546,4 +543,4 @@ def train_round(
         reason = result.metrics["diverged"]
         raise RoundDiverged(f"shared round {name} {reason}; nothing of it is kept")
     state = storage.join(storage.checkpoint_uri(result.checkpoint), STATE_FILE)
-    return RoundResult(state, dict(result.metrics))
+    return RoundResult(state, dict(result.metrics), wall_s)

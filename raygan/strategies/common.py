@@ -13,7 +13,6 @@ order once all are in.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -300,10 +299,9 @@ class Driver:
         """Shared round ``name`` of this search (a Ray Train run under ``<out>/<folder>``):
         its final ``state.pt`` and last metrics. With ``--gpus`` every worker takes a whole
         GPU (NCCL needs one per rank)."""
-        from raygan import cluster, supernet
+        from raygan import cluster, cost, supernet
 
         a = self.args
-        began = time.perf_counter()
         done = supernet.train_round(
             spec,
             name=name,
@@ -316,7 +314,9 @@ class Driver:
         return {
             "state": done.state,
             "metrics": done.metrics,
-            "cost": round_cost(done.metrics, time.perf_counter() - began, a),
+            "cost": cost.round_fields(
+                done.metrics, done.wall_s, a.workers * (1.0 if a.gpus > 0 else a.cpus)
+            ),
         }
 
     def data_settings(self) -> dict[str, Any]:
@@ -372,26 +372,6 @@ class Driver:
     def row(self, fields: dict[str, Any]) -> dict[str, Any]:
         """A table row of this experiment from a trial's or an epoch's fields."""
         return results.row(fields, experiment=self.experiment, strategy=self.strategy)
-
-
-def round_cost(metrics: dict[str, Any], wall_s: float, args: Spec) -> dict[str, Any]:
-    """A shared round's cost (:func:`raygan.cost.fields`) from its workers' last report: its
-    wall as the driver saw it (Ray Train's start included), on every worker's device share."""
-    from raygan import cost
-
-    share = args.workers * (1.0 if args.gpus > 0 else args.cpus)
-    return {
-        "wall_s": wall_s,
-        **cost.fields(
-            metrics.get("device", "cpu"),
-            share,
-            wall_s=wall_s,
-            train_s=metrics.get("train_s", 0.0),
-            eval_s=metrics.get("eval_s", 0.0),
-            setup_s=metrics.get("setup_s", 0.0),
-            train_flops=metrics.get("train_flops", 0),
-        ),
-    }
 
 
 def append_once(out: str, rows: list[dict[str, Any]]) -> None:
