@@ -403,6 +403,7 @@ def fit_trials(
     resources: dict[str, float],
     concurrency: int | None = None,
     reuse_actors: bool = False,
+    max_failures: int = 2,
     on_outcome: Callable[[Outcome], None] | None = None,
     on_checkpoint: Callable[[int, str], None] | None = None,
 ) -> list[Outcome]:
@@ -413,7 +414,8 @@ def fit_trials(
     driver that restarts submits its unfinished trials to a new experiment, each config naming
     the checkpoint to continue from (``resume_from``), and a folder left under ``name`` is
     replaced. ``on_outcome`` receives each outcome as its trial ends and ``on_checkpoint``
-    each checkpoint a trial reports (its index and URI). ``reuse_actors`` runs trials one after
+    each checkpoint a trial reports (its index and URI); a trial that raises is retried
+``max_failures`` times from its last checkpoint (-1: without limit). ``reuse_actors`` runs trials one after
     another in the same worker processes: worth it when a trial takes less time than starting a
     process that imports torch. Tune stopped early (Ctrl-C) raises ``KeyboardInterrupt``.
     """
@@ -439,7 +441,7 @@ def fit_trials(
             name=name,
             storage_path=storage_path,
             verbose=0,
-            failure_config=tune.FailureConfig(max_failures=2),
+            failure_config=tune.FailureConfig(max_failures=max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[_Outcomes(token)],
         ),

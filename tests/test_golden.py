@@ -33,20 +33,22 @@ TINY: dict[str, list[str]] = {
         "--population", "4", "--generations", "2", "--gf", "8", "--df", "8",
         "--warmup-steps", "0", "--round-steps", "6", "--s2-steps", "3", "--g-batch", "8",
         "--d-batch", "8", "--eval-samples", "40", "--max-images", "200", "--workers", "2",
-        "--keep-weights", "last",
+        "--keep-weights", "last", "--max-failures", "0",
     ],
     "autogan": [
         "--gf", "8", "--df", "8", "--iterations", "3", "--grow-at", "1,2",
         "--controller-steps", "1", "--controller-batch", "2", "--round-steps", "4",
         "--n-critic", "1", "--g-batch", "8", "--d-batch", "8", "--candidates", "3",
         "--keep", "2", "--eval-samples", "40", "--max-images", "200", "--workers", "1",
-        "--reset-window", "0",
+        "--reset-window", "0", "--max-failures", "0",
     ],
     "adversarialnas": [
         "--workers", "2", "--epochs", "2", "--batch", "16", "--gf", "8", "--df", "8",
         "--n-critic", "2", "--max-images", "48", "--eval-samples", "20", "--gumbel",
     ],
 }  # fmt: skip
+"""``--max-failures 0``: a trial the fault makes fail fails once, not three times (it
+changes how a search runs, not its results)."""
 
 KEYS = ["stage", "generation", "step", "individual", "g_genotype", "d_genotype"]
 """What orders the rows: Tune's trial ids and finishing order differ between runs."""
@@ -82,10 +84,20 @@ def clean(value):
     return value
 
 
-def same(a, b) -> bool:
-    """Equal to the digit: integers and strings exactly, floats to 12 significant digits."""
+SCORED = {"is", "fid", "reward", "crowding"}
+"""Columns computed from the evaluation's scores. Training is bitwise the same on every x86
+CPU tried, its scores are not: the extractor's float32 matrix products and FID's matrix square
+root round differently per CPU (up to 2.8e-4 relative in FID between an AMD EPYC and the
+machine that wrote the expected tables; bench/RESULTS.md)."""
+SCORE_RTOL = 1e-3
+
+
+def same(a, b, column: str = "") -> bool:
+    """Equal to the digit: integers and strings exactly, floats to 12 significant digits;
+    a score (:data:`SCORED`) to :data:`SCORE_RTOL`."""
     if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-12)
+        rel = SCORE_RTOL if column in SCORED else 1e-12
+        return a is not None and b is not None and math.isclose(a, b, rel_tol=rel)
     return a == b
 
 
@@ -198,7 +210,7 @@ def test_killed_and_resumed_search_matches_its_expected_table(strategy, golden_s
     assert len(got) == len(expected)
     for row, want in zip(got, expected, strict=True):
         for column in KEYS + VALUES:
-            assert same(row[column], want[column]), (column, row, want)
+            assert same(row[column], want[column], column), (column, row, want)
     paid_for(strategy, df)
     df = df[df["kind"] != "round"]
     agrees_with_search(strategy, df, state.load(storage.join(out, Driver.STATE)))

@@ -291,6 +291,7 @@ class Driver:
             configs,
             resources=cluster.trial_resources(self.args.cpus, self.args.gpus),
             concurrency=self.args.concurrency,
+            max_failures=self.args.max_failures,
             reuse_actors=True,  # a trial often takes less time than a process importing torch
             **options,
         )

@@ -60,7 +60,10 @@ METHOD_OPTIONS: dict[str, Option] = {
     "final_df": Option(int, "D width written to the genotype files", minimum=1),
     "workers": Option(int, "Ray Train workers (DDP replicas) of the shared rounds", minimum=1),
     "max_failures": Option(
-        int, "worker-group restarts of a round from its checkpoint (-1: no limit)", minimum=-1
+        int,
+        "retries of a failed trial, and restarts of a round's worker group, each from its "
+        "last checkpoint (-1: no limit)",
+        minimum=-1,
     ),
     "bf16": Option(bool, "bf16 autocast in every training, trials and rounds"),
     "channels_last": Option(bool, "channels_last memory format in every training (GPUs)"),
