@@ -365,7 +365,7 @@ class _Outcomes(tune.Callback):
             self.send(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        lines = (trial.get_error() or "").strip().splitlines()  # the text trace, not the pickle
+        lines = error_text(trial).strip().splitlines()  # the text trace, not the pickle
         # Tune reads each errored trial's pickled exception back from storage when the run
         # ends (its ResultGrid): forget that file, so it falls back to the text trace.
         trial.run_metadata.pickled_error_filename = None
@@ -388,6 +388,17 @@ class _Outcomes(tune.Callback):
             "error": error,
         }
         _SINKS[self.token][0](outcome)
+
+
+def error_text(trial: Any) -> str:
+    """The text trace of a trial's last error: Tune writes it to the trial's local folder as
+    the trial fails and copies it to storage later (``trial.get_error`` reads storage only, so
+    a trial's first failure is not there yet)."""
+    local = trial.error_file
+    if local and os.path.isfile(local):
+        with open(local) as f:
+            return f.read()
+    return str(trial.get_error() or "")
 
 
 def _plain(result: dict[str, Any]) -> dict[str, Any]:
@@ -415,9 +426,10 @@ def fit_trials(
     the checkpoint to continue from (``resume_from``), and a folder left under ``name`` is
     replaced. ``on_outcome`` receives each outcome as its trial ends and ``on_checkpoint``
     each checkpoint a trial reports (its index and URI); a trial that raises is retried
-``max_failures`` times from its last checkpoint (-1: without limit). ``reuse_actors`` runs trials one after
-    another in the same worker processes: worth it when a trial takes less time than starting a
-    process that imports torch. Tune stopped early (Ctrl-C) raises ``KeyboardInterrupt``.
+    ``max_failures`` times from its last checkpoint (-1: without limit). ``reuse_actors`` runs
+    trials one after another in the same worker processes: worth it when a trial takes less
+    time than starting a process that imports torch. Tune stopped early (Ctrl-C) raises
+    ``KeyboardInterrupt``.
     """
     found: dict[int, Outcome] = {}
     token = uuid.uuid4().hex

@@ -126,8 +126,8 @@ def test_a_path_scored_as_inherited_does_not_depend_on_the_supernets_batch_norm_
 
 def test_fit_trials_hands_back_outcomes_and_never_reads_a_pickled_error(ray_local, tmp_path):
     """Outcomes come back in the configs' order as plain data; a trial that raised is an
-    outcome with its error's last line, and Tune is left no pickled exception to read back
-    (its ResultGrid would unpickle one from storage)."""
+    outcome with its error's last line (its first failure's: no retries here), and Tune is
+    left no pickled exception to read back (its ResultGrid would unpickle one from storage)."""
     from ray.tune.experiment.trial import Trial
 
     from raygan.trainable import fit_trials
@@ -144,7 +144,9 @@ def test_fit_trials_hands_back_outcomes_and_never_reads_a_pickled_error(ray_loca
     bad = {**good, "g": "nas_cell_g:9"}
     Trial.get_pickled_error = spy
     try:
-        outcomes = fit_trials(str(tmp_path), "run", [bad, good], resources={"CPU": 1})
+        outcomes = fit_trials(
+            str(tmp_path), "run", [bad, good], resources={"CPU": 1}, max_failures=0
+        )
     finally:
         Trial.get_pickled_error = original
     assert [o["index"] for o in outcomes] == [0, 1]
