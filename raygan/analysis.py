@@ -4,9 +4,9 @@ The pipeline, one way:
 
     trial table (results.load)
       -> grouped by ``strategy``: ANALYZERS[strategy](rows, out_dir), or the plain table
-      -> per strategy: Pareto fronts and hypervolume per generation (EAGAN), reward per
-         controller step (AutoGAN), entropy / IS / FID and genes chosen per epoch
-         (AdversarialNAS)
+      -> per strategy: Pareto fronts and hypervolume per generation (EAGAN and its random
+         baseline), reward per controller step (AutoGAN), entropy / IS / FID and genes
+         chosen per epoch (AdversarialNAS)
       -> text for the terminal, PNGs into ``out_dir``
 
 Plots need matplotlib (the ``plot`` extra). Every plotting function returns the list of
@@ -17,6 +17,7 @@ what its strategy defines (objectives, spaces) when it runs.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import os
@@ -251,9 +252,10 @@ def front_samples(front: pd.DataFrame, searched: str) -> list[tuple[bytes, str]]
     return panels
 
 
-def analyze_eagan(df: pd.DataFrame, out_dir: str) -> str:
+def analyze_eagan(df: pd.DataFrame, out_dir: str, label: str = "EAGAN") -> str:
     """Per stage: the last generation's Pareto front, hypervolume per generation, and three
-    PNGs (every individual with the front ringed, hypervolume, the front's samples)."""
+    PNGs (every individual with the front ringed, hypervolume, the front's samples); the
+    random baseline's rows (``label``) read the same."""
     from raygan.strategies.eagan import MODES, OBJECTIVES
 
     lines = []
@@ -265,7 +267,7 @@ def analyze_eagan(df: pd.DataFrame, out_dir: str) -> str:
         hv = hypervolume_by_generation(df, stage)
         searched = "g_genotype" if stage == 1 else "d_genotype"
         lines.append(
-            f"EAGAN stage {stage}: {len(rows)} trials, "
+            f"{label} stage {stage}: {len(rows)} trials, "
             f"{rows['generation'].nunique()} generations, "
             f"{(rows['status'] != 'ok').sum()} failed"
         )
@@ -287,19 +289,19 @@ def analyze_eagan(df: pd.DataFrame, out_dir: str) -> str:
             highlight=front,
             highlight_label="Pareto front (last generation, 3 objectives)",
             invert_x=True,
-            title=f"EAGAN stage {stage}: every individual (IS up, FID down)",
+            title=f"{label} stage {stage}: every individual (IS up, FID down)",
         )
         written += line(
             hv,
             "generation",
             "hypervolume",
             os.path.join(out_dir, f"hypervolume_stage{stage}.png"),
-            title=f"EAGAN stage {stage}: hypervolume per generation",
+            title=f"{label} stage {stage}: hypervolume per generation",
         )
         written += image_panels(
             front_samples(front, searched),
             os.path.join(out_dir, f"front_samples_stage{stage}.png"),
-            title=f"EAGAN stage {stage}: samples of the last generation's Pareto front",
+            title=f"{label} stage {stage}: samples of the last generation's Pareto front",
         )
         lines += [f"plot: {p}" for p in written]
         lines.append("")
@@ -461,5 +463,6 @@ ANALYZERS: dict[str, Analyzer] = {
     "eagan": analyze_eagan,
     "autogan": analyze_autogan,
     "adversarialnas": analyze_adversarialnas,
+    "random": functools.partial(analyze_eagan, label="Random (weight sharing)"),
 }
 """Strategy name (the table's ``strategy`` column) -> its analyzer: ``(rows, out_dir) -> text``."""

@@ -48,13 +48,17 @@ def preset_names(strategy: str) -> list[str]:
 
 
 def load_preset(strategy: str, name: str) -> dict[str, Any]:
-    """Preset ``name`` of ``strategy``: option name (``snake_case``) -> value."""
+    """Preset ``name`` of ``strategy``: option name (``snake_case``) -> value. A preset with
+    ``like: OTHER`` is OTHER's preset of the same name under its own keys."""
     presets = read_presets(strategy)
     if name not in presets:
         raise UsageError(
             f"unknown preset {name!r} for {strategy}; choose from: {', '.join(sorted(presets))}"
         )
-    return dict(presets[name])
+    preset = dict(presets[name])
+    if like := preset.pop("like", None):
+        return {**load_preset(like, name), **preset}
+    return preset
 
 
 class Spec:

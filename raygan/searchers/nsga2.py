@@ -21,6 +21,9 @@ leaves these choices open; they are fixed here:
   ``p_mutation``; a child that got no crossover (not drawn, or no valid swap) is always
   mutated (``Space.mutate``), so no child is a clone of its parent. A child whose genotype was
   ever created before (evaluated, or in the current population) is rejected and bred again.
+  With ``offspring="uniform"`` (the random-search baseline with weight sharing) every child is
+  instead drawn uniformly from the space (no parents), under the same rejection; survival and
+  ranking stay as above.
 - **Exhaustion.** When no new genotype can be bred (the space holds fewer unseen genotypes
   than places to fill, or ``MAX_ATTEMPTS`` breeding attempts for one place all give
   duplicates), the search ends early: ``finished`` becomes True and ``stop_reason`` (also
@@ -48,6 +51,8 @@ from raygan.state import dumps, loads
 
 log = logging.getLogger(__name__)
 
+OFFSPRING = ("bred", "uniform")
+"""How children are made: bred from the survivors, or drawn uniformly from the space."""
 MAX_ATTEMPTS = 1000
 """Breeding attempts for one child before the space is declared exhausted around the parents."""
 
@@ -64,6 +69,8 @@ class NSGA2:
         seed: seeds the only random generator the search uses.
         p_crossover, p_mutation: operator probabilities (EAGAN: 0.3 and 0.5).
         reevaluate_parents: evaluate survivors again every generation (shared weights).
+        offspring: ``"bred"`` (tournament, crossover, mutation) or ``"uniform"`` (drawn from
+            the space).
         config_key: the config field that carries the genotype string.
     """
 
@@ -79,6 +86,7 @@ class NSGA2:
         p_crossover: float = 0.3,
         p_mutation: float = 0.5,
         reevaluate_parents: bool = False,
+        offspring: str = "bred",
         config_key: str = "genotype",
     ):
         self.space = spaces.get(space) if isinstance(space, str) else space
@@ -90,6 +98,7 @@ class NSGA2:
         self.p_crossover = float(p_crossover)
         self.p_mutation = float(p_mutation)
         self.reevaluate_parents = bool(reevaluate_parents)
+        self.offspring = offspring
         self.config_key = config_key
         self._check_settings()
         self._sign = np.array([-1.0 if mode == "max" else 1.0 for mode in self.modes])
@@ -131,6 +140,8 @@ class NSGA2:
             problems.append(f"need one mode per metric, got {self.metrics} and {self.modes}")
         if any(mode not in ("max", "min") for mode in self.modes):
             problems.append(f"modes must be 'max' or 'min', got {self.modes}")
+        if self.offspring not in OFFSPRING:
+            problems.append(f"offspring must be one of {OFFSPRING}, got {self.offspring!r}")
         for name in ("p_crossover", "p_mutation"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be within [0, 1], got {getattr(self, name)}")
@@ -248,6 +259,8 @@ class NSGA2:
         return children
 
     def _child(self, survivors: list[int]) -> tuple[Genotype, tuple[int, ...]]:
+        if self.offspring == "uniform":
+            return self.space.sample(self._rng), ()
         first = self._tournament(survivors)
         genotype, parents, crossed = self._genotypes[first], (first,), False
         if self._rng.random() < self.p_crossover:
@@ -331,6 +344,7 @@ class NSGA2:
             "p_crossover": self.p_crossover,
             "p_mutation": self.p_mutation,
             "reevaluate_parents": self.reevaluate_parents,
+            "offspring": self.offspring,
             "config_key": self.config_key,
         }
 
@@ -360,11 +374,8 @@ class NSGA2:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state_dict()`` of a search with the same settings."""
-        mismatch = {
-            k: (v, state["settings"][k])
-            for k, v in self._settings().items()
-            if v != state["settings"][k]
-        }
+        saved = {"offspring": "bred", **state["settings"]}  # a state from before the setting
+        mismatch = {k: (v, saved[k]) for k, v in self._settings().items() if v != saved[k]}
         if mismatch:
             raise ValueError(f"NSGA2 state is for other settings (here, saved): {mismatch}")
         state = copy.deepcopy(state)

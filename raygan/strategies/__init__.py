@@ -28,6 +28,7 @@ STRATEGIES: dict[str, str] = {
     "eagan": "raygan.strategies.eagan",
     "autogan": "raygan.strategies.autogan",
     "adversarialnas": "raygan.strategies.adversarialnas",
+    "random": "raygan.strategies.random_search",
 }
 
 

@@ -105,8 +105,9 @@ def trial_config(
     return config
 
 
-def new_search(args: Spec, stage: int) -> NSGA2:
-    """A stage's NSGA-II before its first generation: G's space in stage 1, D's in stage 2."""
+def new_search(args: Spec, stage: int, offspring: str = "bred") -> NSGA2:
+    """A stage's NSGA-II before its first generation: G's space in stage 1, D's in stage 2;
+    ``offspring`` as :class:`NSGA2`'s (``uniform``: the random baseline)."""
     return NSGA2(
         "nas_cell_g" if stage == 1 else "eagan_d",
         population_size=args.population,
@@ -115,6 +116,7 @@ def new_search(args: Spec, stage: int) -> NSGA2:
         modes=MODES,
         seed=args.seed + stage,
         reevaluate_parents=True,
+        offspring=offspring,
     )
 
 
@@ -139,6 +141,9 @@ def supernet_run_name(generation: int) -> str:
 class EaganSearch(common.Driver):
     """Both stages, generation by generation: a generation is a boundary."""
 
+    OFFSPRING = "bred"
+    """How each generation's new members are made (:data:`raygan.searchers.nsga2.OFFSPRING`)."""
+
     def fresh_state(self) -> dict[str, Any]:
         """Stage 2 adds ``g_reset`` (the G every next pair starts from) and ``d_weights``."""
         return {"stage": 1, "algorithm": None, "supernet": None, "g_star": None}
@@ -157,15 +162,15 @@ class EaganSearch(common.Driver):
         return common.bottom_width(self.args.dataset)
 
     def search(self) -> NSGA2:
-        algorithm = new_search(self.args, self.state["stage"])
+        algorithm = new_search(self.args, self.state["stage"], self.OFFSPRING)
         if self.state["algorithm"] is not None:
             algorithm.load_state_dict(self.state["algorithm"])
         return algorithm
 
     def boundary(self) -> str:
         stage, generation = self.state["stage"], self.search().generation
-        total = self.args.generations
-        print(f"[eagan] stage {stage}: generation {generation} ({generation + 1} of {total})")
+        total, tag = self.args.generations, self.strategy
+        print(f"[{tag}] stage {stage}: generation {generation} ({generation + 1} of {total})")
         return f"stage{stage}-gen{generation}"
 
     def over(self) -> Callable[[NSGA2], bool]:
@@ -285,14 +290,15 @@ class EaganSearch(common.Driver):
             self.state["g_star"] = str(g)
         arch = spaces.Arch(g, d, self.args.final_gf, self.args.final_df, self.bottom_width)
         note = (
-            f"EAGAN stage {stage} pick: lowest FID on the last generation's Pareto front\n"
+            f"{self.strategy} stage {stage} pick: lowest FID on the last generation's front\n"
             f"IS {best['is']:.3f}, FID {best['fid']:.3f}, trial {best['trial_id']}\n"
             f"retrain: raygan train --genotype-file THIS_FILE (--width-scale for laptops)"
         )
         names = ["stage1_best.yaml"] if stage == 1 else ["stage2_best.yaml", "best.yaml"]
         for name in names:
             spaces.write_arch_file(storage.join(self.out, name), arch, comment=note)
-        print(f"[eagan] stage {stage} pick: {g} / {d} -> {storage.join(self.out, names[-1])}")
+        written = storage.join(self.out, names[-1])
+        print(f"[{self.strategy}] stage {stage} pick: {g} / {d} -> {written}")
 
 
 def pick_best(front: pd.DataFrame, objectives: tuple[str, ...]) -> pd.Series:
