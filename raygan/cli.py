@@ -451,6 +451,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from raygan import compare
+
+    out_dir = args.plots or "."
+    print(compare.compare(args.paths, out_dir))
+    return 0
+
+
 # ----- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from raygan import data
@@ -530,6 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="experiment folder or its trials.parquet")
     p.add_argument("--plots", help="folder for the PNG plots (default: the experiment folder)")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser(
+        "compare", help="hypervolume against cost and final picks of searches of one space"
+    )
+    p.add_argument("paths", nargs="+", metavar="DIR", help="experiment folders (--out of each)")
+    p.add_argument("--plots", help="folder for compare.png (default: the current folder)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
