@@ -84,11 +84,12 @@ def clean(value):
     return value
 
 
-SCORED = {"is", "fid", "reward", "crowding"}
+SCORED = {"is", "fid", "reward", "crowding", "entropy"}
 """Columns computed from the evaluation's scores. Training is bitwise the same on every x86
 CPU tried, its scores are not: the extractor's float32 matrix products and FID's matrix square
 root round differently per CPU (up to 2.8e-4 relative in FID between an AMD EPYC and the
-machine that wrote the expected tables; bench/RESULTS.md)."""
+machine that wrote the expected tables; bench/RESULTS.md). AutoGAN's controller learns from
+the rewards, so its entropy follows them (1e-7 there)."""
 SCORE_RTOL = 1e-3
 
 
