@@ -250,6 +250,56 @@ class Space:
         cells_a[ci], cells_b[ci] = ca, cb
         return Genotype(self.name, tuple(cells_a)), Genotype(self.name, tuple(cells_b))
 
+    # ----- as a Ray Tune search space ------------------------------------------------------
+    def gene_keys(self, prefix: str = "") -> list[tuple[str, int, int]]:
+        """``(key, cell, position)`` of every gene: keys ``c<cell>_<position>`` (1-based cell),
+        after ``prefix``."""
+        return [
+            (f"{prefix}c{ci + 1}_{p}", ci, p)
+            for ci, genes in enumerate(self.cells)
+            for p in range(len(genes))
+        ]
+
+    def to_tune(self, prefix: str = "") -> dict[str, Any]:
+        """The space as a Tune ``param_space``: one ``tune.choice`` of its allowed values per
+        gene. Not every combination is valid: :meth:`from_tune` repairs what a searcher
+        proposes."""
+        from ray import tune
+
+        return {
+            key: tune.choice(list(self.cells[ci][p].options))
+            for key, ci, p in self.gene_keys(prefix)
+        }
+
+    def from_tune(self, config: dict[str, Any], prefix: str = "") -> Genotype:
+        """The genotype of a Tune config of :meth:`to_tune`, repaired where a rule fails, in
+        a fixed way: ``not_all_none`` (every edge of the rule ``none``) sets the rule's first
+        gene to its first op that is not ``none``; under ``absent_together`` the rule's first
+        gene decides: absent, the others become absent too; present, each absent other takes
+        its first value that is not absent. A valid proposal is kept as it is."""
+        cells = [[0] * len(genes) for genes in self.cells]
+        for key, ci, p in self.gene_keys(prefix):
+            cells[ci][p] = int(config[key])
+        for ci, genes in enumerate(self.cells):
+            for rule in self.rules:
+                if rule.holds(cells[ci]):
+                    continue
+                if rule.kind == "not_all_none":
+                    first = rule.positions[0]
+                    cells[ci][first] = next(v for v in genes[first].options if v not in (0, ABSENT))
+                elif cells[ci][rule.positions[0]] == ABSENT:
+                    for q in rule.positions:
+                        cells[ci][q] = ABSENT
+                else:
+                    for q in rule.positions:
+                        if cells[ci][q] == ABSENT:
+                            cells[ci][q] = next(v for v in genes[q].options if v != ABSENT)
+        return self.genotype(cells)
+
+    def to_config(self, g: Genotype, prefix: str = "") -> dict[str, int]:
+        """The Tune config that stands for ``g`` (what a searcher is told it proposed)."""
+        return {key: g.cells[ci][p] for key, ci, p in self.gene_keys(prefix)}
+
 
 def _linked_groups(n: int, links: Sequence[Sequence[int]]) -> list[list[int]]:
     """Partition positions 0..n-1 into groups connected by the given links (union-find)."""

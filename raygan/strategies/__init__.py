@@ -29,6 +29,7 @@ STRATEGIES: dict[str, str] = {
     "autogan": "raygan.strategies.autogan",
     "adversarialnas": "raygan.strategies.adversarialnas",
     "random": "raygan.strategies.random_search",
+    "tune": "raygan.strategies.tune_search",
 }
 
 
