@@ -260,23 +260,14 @@ class Space:
             for p in range(len(genes))
         ]
 
-    def to_tune(self, prefix: str = "") -> dict[str, Any]:
-        """The space as a Tune ``param_space``: one ``tune.choice`` of its allowed values per
-        gene. Not every combination is valid: :meth:`from_tune` repairs what a searcher
-        proposes."""
-        from ray import tune
-
-        return {
-            key: tune.choice(list(self.cells[ci][p].options))
-            for key, ci, p in self.gene_keys(prefix)
-        }
-
     def from_tune(self, config: dict[str, Any], prefix: str = "") -> Genotype:
-        """The genotype of a Tune config of :meth:`to_tune`, repaired where a rule fails, in
-        a fixed way: ``not_all_none`` (every edge of the rule ``none``) sets the rule's first
-        gene to its first op that is not ``none``; under ``absent_together`` the rule's first
-        gene decides: absent, the others become absent too; present, each absent other takes
-        its first value that is not absent. A valid proposal is kept as it is."""
+        """The genotype of a Tune config (one choice of its allowed values per gene, keys
+        :meth:`gene_keys`; ``raygan.searchers.tune_searcher.tune_space``), repaired where a
+        rule fails, in a fixed way: ``not_all_none`` (every edge of the rule ``none``) sets
+        the rule's first gene to its first op that is not ``none``; under ``absent_together``
+        the rule's first gene decides: absent, the others become absent too; present, each
+        absent other takes its first value that is not absent. A valid proposal is kept as
+        it is."""
         cells = [[0] * len(genes) for genes in self.cells]
         for key, ci, p in self.gene_keys(prefix):
             cells[ci][p] = int(config[key])

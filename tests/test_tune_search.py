@@ -11,17 +11,17 @@ import pytest
 
 from raygan import results, spaces
 from raygan.cli import main
-from raygan.searchers.tune_searcher import SEARCHERS, TuneSearch
+from raygan.searchers.tune_searcher import SEARCHERS, TuneSearch, tune_space
 
 
 @pytest.mark.parametrize("name", ["nas_cell_g", "eagan_d", "adversarialnas_d", "autogan"])
 def test_a_space_is_one_categorical_per_gene_and_every_proposal_is_repaired_into_it(name):
     space = spaces.get(name)
-    tune_space = space.to_tune("g_")
-    assert len(tune_space) == sum(len(c) for c in space.cells)
+    domains = tune_space(space, "g_")
+    assert len(domains) == sum(len(c) for c in space.cells)
     rng = np.random.default_rng(0)
     for _ in range(300):
-        config = {k: rng.choice(d.categories) for k, d in tune_space.items()}
+        config = {k: rng.choice(d.categories) for k, d in domains.items()}
         g = space.from_tune(config, "g_")  # raises if the repair left it invalid
         if all(space.is_valid_cell(c) for c in spaces.Genotype(name, cells(space, config)).cells):
             assert space.to_config(g, "g_") == {k: int(v) for k, v in config.items()}

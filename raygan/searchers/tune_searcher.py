@@ -1,7 +1,7 @@
 """Any Ray Tune searcher on raygan's spaces, as raygan's ask/tell (:class:`AskTell`).
 
-A Tune ``Searcher`` proposes on the space's Tune form (:meth:`raygan.spaces.Space.to_tune`:
-one categorical per gene); what it proposes is repaired into a valid genotype
+A Tune ``Searcher`` proposes on the space's Tune form (:func:`tune_space`: one categorical
+per gene); what it proposes is repaired into a valid genotype
 (:meth:`raygan.spaces.Space.from_tune`) and told the trial's result (``None``: an error). Its
 state is plain data, as every raygan search's: the log of what it was asked and told, in order.
 :meth:`TuneSearch.load_state_dict` builds the searcher afresh from its seed and replays that
@@ -23,6 +23,17 @@ import numpy as np
 
 from raygan import spaces
 from raygan.searchers.asktell import Suggestion, objectives_of
+
+
+def tune_space(space: spaces.Space, prefix: str = "") -> dict[str, Any]:
+    """``space`` as a Tune ``param_space``: one ``tune.choice`` of its allowed values per gene
+    (keys :meth:`raygan.spaces.Space.gene_keys`). Not every combination is valid:
+    :meth:`raygan.spaces.Space.from_tune` repairs what a searcher proposes."""
+    from ray import tune
+
+    return {
+        key: tune.choice(list(space.cells[ci][p].options)) for key, ci, p in space.gene_keys(prefix)
+    }
 
 
 class RandomSearcher:
@@ -91,10 +102,10 @@ class TuneSearch:
 
     def _start(self) -> None:
         """A searcher that was asked and told nothing yet."""
-        tune_space = {}
+        domains: dict[str, Any] = {}
         for prefix, space in self.spaces.items():
-            tune_space.update(space.to_tune(f"{prefix}_"))
-        self._searcher = SEARCHERS[self.name](tune_space, self.metrics, self.modes, self.seed)
+            domains.update(tune_space(space, f"{prefix}_"))
+        self._searcher = SEARCHERS[self.name](domains, self.metrics, self.modes, self.seed)
         self._log: list[list[Any]] = []  # ["ask", key, proposal] / ["tell", key, result]
         self._asked = self._told = 0
 
