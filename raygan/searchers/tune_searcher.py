@@ -155,12 +155,14 @@ class TuneSearch:
         return {"settings": self.settings(), "log": copy.deepcopy(self._log)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Start this search's searcher afresh and replay ``state``'s log on it: it must
-        propose the same again."""
+        """Replay ``state``'s log on this search's searcher, which must propose the same
+        again: only the part past this search's own log when that is where ``state`` began
+        (a search loaded with its own state replays nothing), else all of it, afresh."""
         if state["settings"] != self.settings():
             raise ValueError(f"search state is for {state['settings']}, not {self.settings()}")
-        self._start()
-        for event, key, value in state["log"]:
+        if state["log"][: len(self._log)] != self._log:
+            self._start()
+        for event, key, value in state["log"][len(self._log) :]:
             if event == "tell":
                 self.tell(key, value)
                 continue

@@ -65,7 +65,12 @@ def generation_over(search: TuneSearch, *, generation: int) -> bool:
 
 
 class TuneDriver(common.Driver):
-    """Batch after batch of the searcher's proposals: a batch is a boundary."""
+    """Batch after batch of the searcher's proposals: a batch is a boundary.
+
+    It keeps one search and loads the state into it (:meth:`search`): a Tune searcher's state
+    loads by replaying its log, which a search already at that state skips."""
+
+    _search: TuneSearch | None = None
 
     def fresh_state(self) -> dict[str, Any]:
         return {"algorithm": None, "done": False}
@@ -80,10 +85,11 @@ class TuneDriver(common.Driver):
         return self.state["done"]
 
     def search(self) -> TuneSearch:
-        search = new_search(self.args)
-        if self.state["algorithm"] is not None:
-            search.load_state_dict(self.state["algorithm"])
-        return search
+        if self._search is None:
+            self._search = new_search(self.args)
+        empty = {"settings": self._search.settings(), "log": []}
+        self._search.load_state_dict(self.state["algorithm"] or empty)
+        return self._search
 
     def boundary(self) -> str:
         a, generation = self.args, self.search().generation
@@ -109,7 +115,7 @@ class TuneDriver(common.Driver):
         }
 
     def trial_config(self, shared: dict[str, Any]) -> Callable[[dict[str, Any]], dict]:
-        base, settings = self.base_config(), new_search(self.args).settings()
+        base, settings = self.base_config(), self.search().settings()
 
         def config(proposal: dict[str, Any]) -> dict[str, Any]:
             sides = {side: proposal[side] for side in ("g", "d") if side in proposal}
