@@ -6,7 +6,7 @@ The pipeline, one way:
       -> grouped by ``strategy``: ANALYZERS[strategy](rows, out_dir), or the plain table
       -> per strategy: Pareto fronts and hypervolume per generation (EAGAN and its random
          baseline), reward per controller step (AutoGAN), entropy / IS / FID and genes
-         chosen per epoch (AdversarialNAS)
+         chosen per epoch (AdversarialNAS), the IS/FID front of a Tune search
       -> text for the terminal, PNGs into ``out_dir``
 
 Plots need matplotlib (the ``plot`` extra). Every plotting function returns the list of
@@ -459,10 +459,44 @@ def plot_genotypes(table: pd.DataFrame, path: str) -> list[str]:
     return save(fig, path)
 
 
+# ----- any Tune searcher ------------------------------------------------------------------------
+def analyze_tune(df: pd.DataFrame, out_dir: str) -> str:
+    """The searcher and scheduler, what became of the trials, the IS/FID front of those that
+    trained their whole budget, and one PNG (every scored trial by batch, the front ringed)."""
+    extra = results.extra(df).reindex(columns=["searcher", "scheduler"])
+    searcher = ", ".join(extra["searcher"].dropna().unique()) or "?"
+    scheduler = ", ".join(extra["scheduler"].dropna().unique()) or "fifo"
+    counts = df["status"].value_counts().sort_index()
+    said = ", ".join(f"{n} {status}" for status, n in counts.items())
+    batches = df["generation"].nunique()
+    ok = df[df["status"] == "ok"]
+    front = pareto_front(ok, {"is": "max", "fid": "min"}).sort_values("fid")
+    searched = [c for c in ("g_genotype", "d_genotype") if df[c].nunique() > 1] or ["g_genotype"]
+    lines = [
+        f"Tune search ({searcher}, scheduler {scheduler}): {len(df)} architectures in "
+        f"{batches} batch{'es' * (batches != 1)} ({said})",
+        "IS/FID front of the architectures trained to their whole budget:",
+        front[["is", "fid", "g_params", *searched]].to_string(index=False, float_format=_float(3)),
+    ]
+    scored = df[df["status"].isin(["ok", "stopped"])].dropna(subset=["is", "fid"])
+    written = scatter(
+        scored,
+        "is",
+        "fid",
+        os.path.join(out_dir, "tune_trials.png"),
+        color="generation",
+        highlight=front,
+        invert_x=True,
+        title=f"Tune search ({searcher}): every scored trial (IS up, FID down)",
+    )
+    return "\n".join([*lines, *(f"plot: {p}" for p in written)])
+
+
 ANALYZERS: dict[str, Analyzer] = {
     "eagan": analyze_eagan,
     "autogan": analyze_autogan,
     "adversarialnas": analyze_adversarialnas,
     "random": functools.partial(analyze_eagan, label="Random (weight sharing)"),
+    "tune": analyze_tune,
 }
 """Strategy name (the table's ``strategy`` column) -> its analyzer: ``(rows, out_dir) -> text``."""

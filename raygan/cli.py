@@ -548,12 +548,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def from_scratch(argv: Sequence[str]) -> list[str]:
+    """``raygan search random --from-scratch ...`` is ``raygan search tune --searcher random
+    ...``: the random baseline without weight sharing, with the Tune search's options (its
+    rows say strategy ``tune``, searcher ``random``)."""
+    argv = list(argv)
+    if argv[:2] == ["search", "random"] and "--from-scratch" in argv:
+        argv.remove("--from-scratch")
+        return ["search", "tune", *argv[2:], "--searcher", "random"]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show even when piped
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(from_scratch(sys.argv[1:] if argv is None else argv))
     except BadArgument as err:
         print(f"{err.prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE

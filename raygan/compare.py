@@ -54,11 +54,23 @@ def load(paths: list[str]) -> list[Search]:
         trials = df[df["kind"] != "round"]
         if trials.empty:
             raise UsageError(f"raygan compare: no trial rows at {path}")
-        strategy = "/".join(sorted(trials["strategy"].dropna().unique()))
+        strategy = label(trials)
         seed = int(trials["seed"].dropna().iloc[0]) if trials["seed"].notna().any() else 0
         found.append(Search(path, strategy, seed, df.reset_index(drop=True)))
     check_alike(found)
     return found
+
+
+def label(trials: pd.DataFrame) -> str:
+    """What a search is grouped by: its strategy, and for a Tune search its searcher and
+    scheduler (``tune:random+asha``), since the one strategy runs them all."""
+    strategy = "/".join(sorted(trials["strategy"].dropna().unique()))
+    if strategy != "tune":
+        return strategy
+    extra = results.extra(trials).reindex(columns=["searcher", "scheduler"])
+    searcher = "/".join(sorted(extra["searcher"].dropna().unique()))
+    asha = (extra["scheduler"] == "asha").any()
+    return f"tune:{searcher}{'+asha' if asha else ''}"
 
 
 def check_alike(searches: list[Search]) -> None:

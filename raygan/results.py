@@ -18,7 +18,7 @@ column             type            meaning
 =================  ==============  ======================================================
 experiment         string          experiment name (the folder name)
 trial_id           string          Tune trial id, or a generated id outside Tune
-strategy           string          train | eagan | autogan | adversarialnas
+strategy           string          train | eagan | autogan | adversarialnas | random | tune
 kind               string          trial | round (a shared round: its cost) | epoch
 stage              int32           EAGAN stage (1, 2) or AutoGAN MLAS stage (0, 1, 2)
 generation         int32           EAGAN generation, AutoGAN search iteration, epoch
@@ -50,7 +50,7 @@ train_s            float64         seconds training
 eval_s             float64         seconds scoring (IS/FID)
 setup_s            float64         seconds building, loading data and weights
 train_flops        int64           FLOPs trained (per kind of step, counted once, x steps)
-status             string          ok | failed | diverged
+status             string          ok | failed | diverged | stopped (by ASHA, at a rung)
 error              string          what went wrong, when status is not ok
 checkpoint         string          where the trial's checkpoint is
 inherited_from     string          checkpoint whose weights the trial started from

@@ -13,19 +13,22 @@ A trial's config holds: ``g``/``d`` (canonical genotype strings),
 fields), ``eval_samples``, ``extractor``, ``inception_weights``, ``init_g`` / ``init_d``
 (checkpoint files whose G / D weights the trial inherits: a supernet's or another trial's
 ``state.pt``; a supernet's holds every candidate, and the trial takes its own path's),
-``checkpoint_every``, ``row`` (the strategy's own table columns), ``proposal`` (the search's key
-for it, if any) and ``resume_from`` (a checkpoint folder to continue from, if any).
+``checkpoint_every``, ``score_at`` (steps at which the trial also scores and reports IS and
+FID: an early-stopping scheduler's rungs), ``row`` (the strategy's own table columns),
+``proposal`` (the search's key for it, if any) and ``resume_from`` (a checkpoint folder to
+continue from, if any).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -55,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "init_g": None,
     "init_d": None,
     "checkpoint_every": 0,
+    "score_at": (),
     "row": {},
 }
 
@@ -189,14 +193,20 @@ def prepare(
 
 
 def train(
-    trainer: GANTrainer, batches: data.DeviceBatches | None, config: dict[str, Any], report: Report
+    trainer: GANTrainer,
+    batches: data.DeviceBatches | None,
+    config: dict[str, Any],
+    report: Callable[[dict[str, Any], str], None],
 ) -> dict[str, Any]:
-    """Train to the budget, checkpointing every ``checkpoint_every`` steps; the losses,
-    throughput and training wall time."""
+    """Train to the budget, stopping at every ``checkpoint_every`` steps and at every step of
+    ``score_at`` (the rungs at which a scheduler such as ASHA compares trials) to report and
+    checkpoint; the losses, throughput and training wall time."""
     cfg, out = trainer.cfg, {"train_s": 0.0}
     every = config["checkpoint_every"] or cfg.steps
+    rungs = sorted(step for step in config["score_at"] if step < cfg.steps)
     while trainer.step < cfg.steps:
-        chunk = min(every, cfg.steps - trainer.step)
+        stop = min([trainer.step + every, cfg.steps, *(r for r in rungs if r > trainer.step)])
+        chunk = stop - trainer.step
         stats = trainer.run(batches, chunk)
         out["train_s"] += stats["wall_s"]
         out.update(
@@ -207,7 +217,7 @@ def train(
         if trainer.step < cfg.steps:
             with tempfile.TemporaryDirectory() as tmp:
                 save_state(trainer, batches, config, tmp)
-                report({**out, "steps": trainer.step, "status": "running"}, tmp)
+                report(out, tmp)
     return out
 
 
@@ -234,9 +244,11 @@ def run_trial(
 ) -> dict:
     """Train and score one pair; ``report`` is called at each checkpoint and once at the end.
 
-    The final metrics always carry ``status``: ``ok``, or ``diverged`` with the reason in
-    ``error`` (then IS/FID are absent, never a garbage score), and the trial's cost
-    (:func:`raygan.cost.fields`; ``share``: the device share it holds).
+    Every report carries the trial's cost so far (:func:`raygan.cost.fields`; ``share``: the
+    device share it holds), so a trial a scheduler stops early is paid for in its row; one at
+    a ``score_at`` rung also carries IS/FID and a sample grid. The final metrics always carry
+    ``status``: ``ok``, or ``diverged`` with the reason in ``error`` (then IS/FID are absent,
+    never a garbage score).
     """
     config = full_config(config)
     start = time.perf_counter()
@@ -244,27 +256,46 @@ def run_trial(
     setup_s = time.perf_counter() - start
     result: dict[str, Any] = {**describe(trainer, config), "budget_steps": trainer.cfg.steps}
     result.update(train_s=0.0, eval_s=0.0)
+
+    def paid() -> dict[str, Any]:
+        wall_s = time.perf_counter() - start
+        return {
+            "steps": trainer.step,
+            "wall_s": wall_s,
+            **cost.fields(
+                cost.device_name(trainer.device),
+                share,
+                wall_s=wall_s,
+                train_s=result["train_s"],
+                eval_s=result["eval_s"],
+                setup_s=setup_s,
+                train_flops=trainer.flops.mean() * trainer.step,
+            ),
+        }
+
+    def scored() -> dict[str, Any]:
+        tic = time.perf_counter()
+        scores = score(trainer, config)
+        result["eval_s"] += time.perf_counter() - tic
+        return scores
+
+    def checkpointed(trained: dict[str, Any], directory: str) -> None:
+        result.update(trained)
+        rung = {}
+        if trainer.step in config["score_at"]:
+            rung = scored()
+            save_samples(
+                trainer.G_ema, os.path.join(directory, SAMPLES_FILE), seed=trainer.cfg.seed
+            )
+        report({**result, **rung, **paid(), "status": "running"}, directory)
+
     try:
-        result.update(train(trainer, batches, config, report))
+        result.update(train(trainer, batches, config, checkpointed))
     except Diverged as err:
         result.update(budget_steps=trainer.step, status="diverged", error=str(err))
     else:
-        tic = time.perf_counter()
-        result.update(score(trainer, config))
-        result["eval_s"] = time.perf_counter() - tic
-    wall_s = time.perf_counter() - start
-    result.update(steps=trainer.step, wall_s=wall_s, done=True)
-    result.update(
-        cost.fields(
-            cost.device_name(trainer.device),
-            share,
-            wall_s=wall_s,
-            train_s=result["train_s"],
-            eval_s=result["eval_s"],
-            setup_s=setup_s,
-            train_flops=trainer.flops.mean() * trainer.step,
-        )
-    )
+        result.update(scored())
+    result.update(paid(), done=True)
     with tempfile.TemporaryDirectory() as tmp:
         if result["status"] != "diverged":
             save_state(trainer, batches, config, tmp)
@@ -417,6 +448,7 @@ def fit_trials(
     max_failures: int = 2,
     on_outcome: Callable[[Outcome], None] | None = None,
     on_checkpoint: Callable[[int, str], None] | None = None,
+    scheduler: Any | None = None,
 ) -> list[Outcome]:
     """Run ``configs`` as the trials of a new Tune experiment ``name`` under ``storage_path``;
     their outcomes, in ``configs``' order.
@@ -428,9 +460,14 @@ def fit_trials(
     each checkpoint a trial reports (its index and URI); a trial that raises is retried
     ``max_failures`` times from its last checkpoint (-1: without limit). ``reuse_actors`` runs
     trials one after another in the same worker processes: worth it when a trial takes less
-    time than starting a process that imports torch. Tune stopped early (Ctrl-C) raises
-    ``KeyboardInterrupt``.
+    time than starting a process that imports torch. ``scheduler``: a Tune trial scheduler
+    (ASHA) deciding on the results that carry its metric; the others (checkpoints, a
+    divergence) it passes over, as Tune's strict metric check is told. The terminal shows
+    the experiment's progress (:class:`raygan.progress.Progress`). Tune stopped early
+    (Ctrl-C) raises ``KeyboardInterrupt``.
     """
+    from raygan.progress import Progress
+
     found: dict[int, Outcome] = {}
     token = uuid.uuid4().hex
 
@@ -448,6 +485,7 @@ def fit_trials(
             max_concurrent_trials=concurrency,
             reuse_actors=reuse_actors,
             trial_dirname_creator=trial_dirname,
+            scheduler=scheduler,
         ),
         run_config=tune.RunConfig(
             name=name,
@@ -455,16 +493,39 @@ def fit_trials(
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[_Outcomes(token)],
+            callbacks=[_Outcomes(token), Progress(name, len(configs), share(resources))],
         ),
     )
     try:
-        tuner.fit()
+        with lenient_metrics(scheduler is not None):
+            tuner.fit()
     finally:
         del _SINKS[token]
     if len(found) < len(configs):  # Tune stopped on Ctrl-C before every trial ended
         raise KeyboardInterrupt
     return [found[i] for i in range(len(configs))]
+
+
+@contextlib.contextmanager
+def lenient_metrics(lenient: bool) -> Iterator[None]:
+    """Tune's switch for results without the scheduler's metric (a trial reports FID only at
+    rungs), on for the ``with`` block only."""
+    key = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+    before = os.environ.get(key)
+    if lenient:
+        os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def share(resources: dict[str, float]) -> float:
+    """The device share a trial of ``resources`` holds: its GPU fraction, else its CPUs."""
+    return float(resources.get("GPU") or resources.get("CPU") or 1.0)
 
 
 def trial_dirname(trial: Any) -> str:
@@ -482,10 +543,15 @@ ROW_RESULTS = (
 
 def row_fields(outcome: Outcome) -> dict[str, Any]:
     """A trial's row fields from its :data:`Outcome`: its genotypes, widths and result, plus
-    the strategy's own columns from the config's ``row``."""
+    the strategy's own columns from the config's ``row``. A trial whose last result is a
+    checkpoint's (a scheduler stopped it there) is ``stopped``, with the steps it trained as
+    its budget and the scores of its last rung."""
     config = full_config(outcome["config"])
     last, error = outcome["metrics"], outcome["error"]
     g, d = spaces.Genotype.parse(config["g"]), spaces.Genotype.parse(config["d"])
+    status = "failed" if error is not None else last.get("status", "failed")
+    if status == "running":
+        status, last = "stopped", {**last, "budget_steps": last.get("steps")}
     return {
         "trial_id": outcome["trial_id"],
         **spaces.table_columns("g", g),
@@ -496,6 +562,6 @@ def row_fields(outcome: Outcome) -> dict[str, Any]:
         "checkpoint": outcome["checkpoint"],
         "error": last.get("error") or error,
         **{k: last.get(k) for k in ROW_RESULTS},
-        "status": "failed" if error is not None else last.get("status", "failed"),
+        "status": status,
         **(config.get("row") or {}),
     }

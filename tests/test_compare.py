@@ -15,7 +15,7 @@ G = "nas_cell_g:1,1,1,0,3,3,1/1,1,0,1,3,3,3/0,1,0,3,3,0,3"
 D = "autogan_d:"
 
 
-def write(path, strategy: str, seed: int, scores, *, dataset="shapes", round_s=0.0) -> str:
+def write(path, strategy: str, seed: int, scores, *, dataset="shapes", round_s=0.0, **extra) -> str:
     """A search's table: an optional shared round first, then one trial per (IS, FID), each
     having cost one device-hour."""
     rows = []
@@ -24,7 +24,7 @@ def write(path, strategy: str, seed: int, scores, *, dataset="shapes", round_s=0
     for i, (is_, fid) in enumerate(scores):
         rows.append({"trial_id": f"t{i}", "g_genotype": G, "d_genotype": D, "is": is_,
                      "fid": fid, "g_params": 100 + i, "device_s": 3600.0})  # fmt: skip
-    common = {"dataset": dataset, "extractor": "raygan-shapes-v1", "seed": seed}
+    common = {"dataset": dataset, "extractor": "raygan-shapes-v1", "seed": seed, **extra}
     results.append(
         str(path),
         [results.row({**common, **r}, experiment=path.name, strategy=strategy) for r in rows],
@@ -65,6 +65,17 @@ def test_a_strategy_is_averaged_over_its_seeds_up_to_what_each_reached(tmp_path)
     end = grouped.iloc[-1]
     assert end["min"] == pytest.approx(0.01) and end["max"] == pytest.approx(1.21)
     assert end["mean"] == pytest.approx((0.01 + 1.21) / 2) and end["searches"] == 2
+
+
+def test_tune_searches_are_told_apart_by_searcher_and_scheduler(tmp_path):
+    """One strategy, ``tune``, runs every Tune searcher: its searches group by searcher."""
+    paths = [
+        write(tmp_path / "t0", "tune", 0, [(1.0, 30.0)], searcher="optuna-tpe", scheduler="fifo"),
+        write(tmp_path / "t1", "tune", 0, [(2.0, 20.0)], searcher="random", scheduler="asha"),
+        write(tmp_path / "e0", "eagan", 0, [(3.0, 10.0)]),
+    ]
+    labels = [s.strategy for s in compare.load(paths)]
+    assert labels == ["tune:optuna-tpe", "tune:random+asha", "eagan"]
 
 
 def test_compare_prints_the_normalisation_and_draws_the_curves(tmp_path, capsys):

@@ -134,3 +134,46 @@ def test_tune_search_end_to_end(ray_local, tmp_path, capsys):
     assert len(results.load(out)) == 4
     assert main(["search", "tune", *TINY, "--seed", "1", "--out", out, "--resume"]) == 2
     assert "--seed was 0, now 1" in capsys.readouterr().err
+
+
+SCRATCH = [
+    "--from-scratch", "--asha", "--trials", "6", "--batch", "6", "--trial-steps", "8",
+    "--gf", "8", "--df", "8", "--g-batch", "8", "--d-batch", "8", "--n-critic", "1",
+    "--eval-samples", "20", "--max-images", "64",
+]  # fmt: skip
+
+
+def test_random_from_scratch_with_asha_stops_the_worst_at_its_rungs(ray_local, tmp_path, capsys):
+    """``raygan search random --from-scratch --asha``: the Tune search's random searcher,
+    with ASHA stopping trials at a quarter and a half of the budget on FID. A stopped trial
+    keeps its rung's scores and its cost; the progress line counts every trial (not a
+    terminal: one line per finished trial)."""
+    out = str(tmp_path / "scratch")
+    assert main(["search", "random", *SCRATCH, "--out", out]) == 0
+    df = results.load(out)
+    df = df.join(results.extra(df))
+    assert (df["strategy"] == "tune").all() and (df["searcher"] == "random").all()
+    assert (df["scheduler"] == "asha").all() and len(df) == 6
+    stopped, ok = df[df["status"] == "stopped"], df[df["status"] == "ok"]
+    assert len(stopped) + len(ok) == 6 and len(ok) >= 1
+    # Six trials at two rungs: ASHA stops every trial worse than the median of those that
+    # reached the rung before it; none stopped would need each to beat all before it.
+    assert len(stopped) >= 1
+    assert set(stopped["budget_steps"]) <= {2, 4} and (ok["budget_steps"] == 8).all()
+    assert stopped[["is", "fid"]].notna().all().all()
+    assert (df["device_s"] > 0).all() and (df["eval_s"] > 0).all()
+    shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[batch0]")]
+    assert len(shown) == 6 and shown[-1].startswith("[batch0] 6/6 done, 0 running, 0 pending")
+    assert "best IS " in shown[-1] and "device-h" in shown[-1]
+    assert main(["analyze", out]) == 0
+    said = capsys.readouterr().out
+    assert f"Tune search (random, scheduler asha): 6 architectures in 1 batch ({len(ok)} ok" in said
+    assert f"{len(stopped)} stopped)" in said and os.path.isfile(
+        os.path.join(out, "tune_trials.png")
+    )
+
+
+def test_asha_needs_a_budget_it_can_split(tmp_path, capsys):
+    short = [*SCRATCH[:7], "2", *SCRATCH[8:]]
+    assert main(["search", "random", *short, "--out", str(tmp_path / "o")]) == 2
+    assert "--asha needs --trial-steps of 4 or more" in capsys.readouterr().err

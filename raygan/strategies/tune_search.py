@@ -6,9 +6,14 @@ the Tune form of the space; each trains from scratch for ``--trial-steps`` in it
 (the one trial function) and is scored on IS (max) and FID (min), which the searcher is told
 before it proposes the next batch. A batch is the driver's boundary, so resume, the table and
 the cluster options are every search's. Every row records the searcher and its settings
-(``searcher`` and ``searcher_settings`` in the row's ``extra``). ``--searcher random`` is the
-from-scratch random baseline. ``best.yaml``: lowest FID, then highest IS, then fewer
-parameters.
+(``searcher``, ``searcher_settings`` and ``scheduler`` in the row's ``extra``). ``--searcher
+random`` is the from-scratch random baseline (also ``raygan search random --from-scratch``).
+
+``--asha``: Tune's ASHA scheduler (reduction factor 2) stops the worst trials of each batch
+early: every trial scores IS and FID at :func:`rungs` too, ASHA compares trials there on FID,
+and a trial it stops is a row of status ``stopped`` with its last rung's scores, which the
+searcher is told. ``best.yaml``: lowest FID, then highest IS, then fewer parameters, among
+the trials that trained their whole budget.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from raygan import results, spaces, storage, zoo
+from raygan.errors import UsageError
 from raygan.searchers.tune_searcher import TuneSearch
 from raygan.spec import Spec
 from raygan.strategies import common, options
@@ -42,6 +48,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def validate(args: Spec) -> None:
     """Every problem in the spec, before Ray starts."""
     options.validate(args, OPTIONS)
+    if args.asha and args.trial_steps < 4:
+        raise UsageError(
+            f"--asha needs --trial-steps of 4 or more (its rungs are a quarter and a "
+            f"half of it), got {args.trial_steps}"
+        )
+
+
+def rungs(trial_steps: int) -> tuple[int, int]:
+    """Where ASHA compares trials: its grace period (a quarter of the budget) and the next
+    rung (half); its last rung is the budget's end, where every trial scores anyway."""
+    grace = trial_steps // 4
+    return grace, 2 * grace
+
+
+def scheduler(args: Spec) -> Any | None:
+    """Tune's ASHA on FID at :func:`rungs`, or None (every trial trains its budget)."""
+    if not args.asha:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="steps",
+        metric="fid",
+        mode="min",
+        max_t=args.trial_steps,
+        grace_period=rungs(args.trial_steps)[0],
+        reduction_factor=2,
+    )
 
 
 def searched(args: Spec) -> list[str]:
@@ -112,6 +146,7 @@ class TuneDriver(common.Driver):
             "g_lr": a.lr,
             "d_lr": a.lr,
             "checkpoint_every": max(1, a.trial_steps // 4),
+            "score_at": rungs(a.trial_steps) if a.asha else (),
         }
 
     def trial_config(self, shared: dict[str, Any]) -> Callable[[dict[str, Any]], dict]:
@@ -121,9 +156,13 @@ class TuneDriver(common.Driver):
             sides = {side: proposal[side] for side in ("g", "d") if side in proposal}
             where = {k: proposal[k] for k in ("generation", "individual")}
             row = {**where, "searcher": self.args.searcher, "searcher_settings": settings}
+            row["scheduler"] = "asha" if self.args.asha else "fifo"
             return {**base, **sides, "row": row}
 
         return config
+
+    def fit_trials(self, name: str, configs: list[dict[str, Any]], **options: Any) -> list:
+        return super().fit_trials(name, configs, scheduler=scheduler(self.args), **options)
 
     def observe(self, rows: list[dict], shared: dict[str, Any], search: Any) -> None:
         self.state["algorithm"] = search.state_dict()
