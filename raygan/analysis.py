@@ -23,6 +23,7 @@ import itertools
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,29 +45,42 @@ def analyze(df: pd.DataFrame, out_dir: str) -> str:
     return "\n".join([*texts, *cost_summary(df)])
 
 
-def cost_summary(df: pd.DataFrame) -> list[str]:
-    """What the table's rows paid: device-hours (shared rounds and trials apart), the shares
-    spent training, scoring and in set-up or orchestration, and the FLOP rate while training
-    (per GPU, or per CPU core); nothing for a table without cost columns (written before
-    them)."""
+def cost(df: pd.DataFrame) -> dict[str, Any] | None:
+    """What the table's rows paid, in device-seconds: ``total``, ``rounds`` (shared rounds),
+    ``training``, ``scoring``, ``flops`` trained, the ``devices`` and their ``unit`` (CPU core
+    or device); None for a table without cost columns (written before them)."""
     paid = df.dropna(subset=["device_s"])
     if paid.empty or paid["device_s"].sum() <= 0:
-        return []
+        return None
     share = paid["device_share"]
-    total = paid["device_s"].sum()
-    training = (paid["train_s"].fillna(0) * share).sum()
-    scoring = (paid["eval_s"].fillna(0) * share).sum()
-    rounds = paid.loc[paid["kind"] == "round", "device_s"].sum()
     devices = ", ".join(sorted(paid["device"].dropna().unique()))
-    unit = "CPU core" if devices == "cpu" else "device"
-    flops = paid["train_flops"].fillna(0).sum()
-    rate = flops / training / 1e12 if training > 0 else 0.0
+    return {
+        "total": float(paid["device_s"].sum()),
+        "rounds": float(paid.loc[paid["kind"] == "round", "device_s"].sum()),
+        "training": float((paid["train_s"].fillna(0) * share).sum()),
+        "scoring": float((paid["eval_s"].fillna(0) * share).sum()),
+        "flops": float(paid["train_flops"].fillna(0).sum()),
+        "devices": devices,
+        "unit": "CPU core" if devices == "cpu" else "device",
+    }
+
+
+def cost_summary(df: pd.DataFrame) -> list[str]:
+    """:func:`cost` as two lines: device-hours (shared rounds and trials apart), the shares
+    spent training, scoring and in set-up or orchestration, and the FLOP rate while training
+    (per GPU, or per CPU core)."""
+    c = cost(df)
+    if c is None:
+        return []
+    total, training, scoring = c["total"], c["training"], c["scoring"]
+    rate = c["flops"] / training / 1e12 if training > 0 else 0.0
     return [
-        f"cost: {total / 3600:.4g} device-hours on {devices} (shared rounds "
-        f"{rounds / 3600:.4g}, trials {(total - rounds) / 3600:.4g}); training "
+        f"cost: {total / 3600:.4g} device-hours on {c['devices']} (shared rounds "
+        f"{c['rounds'] / 3600:.4g}, trials {(total - c['rounds']) / 3600:.4g}); training "
         f"{training / total:.0%}, scoring {scoring / total:.0%}, set-up and orchestration "
         f"{1 - (training + scoring) / total:.0%}",
-        f"trained {flops / 1e12:.4g} TFLOP at {rate:.4g} TFLOP/s per {unit} while training",
+        f"trained {c['flops'] / 1e12:.4g} TFLOP at {rate:.4g} TFLOP/s per {c['unit']} while "
+        "training",
     ]
 
 

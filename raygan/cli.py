@@ -459,6 +459,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from raygan import report
+
+    print(f"report: {report.report(args.path, args.out)}")
+    return 0
+
+
 # ----- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from raygan import data
@@ -545,6 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="DIR", help="experiment folders (--out of each)")
     p.add_argument("--plots", help="folder for compare.png (default: the current folder)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of a search (opens offline)")
+    p.add_argument("path", metavar="DIR", help="experiment folder (the search's --out)")
+    p.add_argument("--out", help="the page's path (default: DIR/report.html)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
