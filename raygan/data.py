@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,11 @@ import torch.nn.functional as F
 
 class DatasetMissing(ValueError):
     """A dataset's files are not where the loader looks for them."""
+
+
+class DatasetUnlabelled(ValueError):
+    """The data has no class labels (or not where they were asked for): a class-conditional
+    run cannot use it."""
 
 
 class DatasetNotPublished(DatasetMissing):
@@ -78,13 +83,37 @@ def resize(images: torch.Tensor, resolution: int, chunk: int = 4096) -> torch.Te
     return out
 
 
-def _subset(images: torch.Tensor, max_images: int | None, seed: int) -> torch.Tensor:
-    """A seeded random subset, so that a capped dataset still covers every class."""
-    if max_images is None or max_images >= images.shape[0]:
-        return images
+def _subset_index(n: int, max_images: int | None, seed: int) -> torch.Tensor | None:
+    """The sorted indices of a seeded random subset of ``n`` (None: keep all), so that a
+    capped dataset still covers every class, and its labels follow its images."""
+    if max_images is None or max_images >= n:
+        return None
     g = torch.Generator().manual_seed(seed)
-    keep = torch.randperm(images.shape[0], generator=g)[:max_images].sort().values
-    return images[keep]
+    return torch.randperm(n, generator=g)[:max_images].sort().values
+
+
+def _subset(images: torch.Tensor, max_images: int | None, seed: int) -> torch.Tensor:
+    keep = _subset_index(images.shape[0], max_images, seed)
+    return images if keep is None else images[keep]
+
+
+class Labelled(NamedTuple):
+    """uint8 images (N, 3, R, R), their int64 class labels (N,) and the class names: what a
+    class-conditional run trains and is scored on."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+
+def _labelled_subset(
+    images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], max_images, seed
+) -> Labelled:
+    """The same subset of images as :func:`_subset`, with their labels."""
+    keep = _subset_index(images.shape[0], max_images, seed)
+    if keep is not None:
+        images, labels = images[keep], labels[keep]
+    return Labelled(images, labels.long(), classes)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -193,6 +222,13 @@ def _load_shapes(
     root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
 ) -> torch.Tensor:
     return make_shapes(max_images or SHAPES_DEFAULT_SIZE, resolution, seed).images
+
+
+def _labelled_shapes(
+    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
+) -> Labelled:
+    shapes = make_shapes(max_images or SHAPES_DEFAULT_SIZE, resolution, seed)
+    return Labelled(shapes.images, shapes.labels.long(), SHAPE_CLASSES)
 
 
 # --------------------------------------------------------------------------- torchvision
@@ -342,28 +378,61 @@ CIFAR10_HOME = "https://www.cs.toronto.edu/~kriz/cifar.html"
 STL10_HOME = "https://cs.stanford.edu/~acoates/stl10/"
 
 
-def _load_cifar10(
-    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
-) -> torch.Tensor:
+def _cifar10(root: Path | None, download: bool) -> Any:
+    """CIFAR-10's train set, once every file was checked against its published md5."""
     root = Path(root or data_root())
     cls, checked = _torchvision("CIFAR10")
     _require(root, cls, "CIFAR-10", CIFAR10_HOME, download)
     _verify(root, cls, "CIFAR-10", CIFAR10_HOME, cache=False)  # before torchvision unpickles
-    ds = checked(str(root), train=True, download=False)
-    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)  # stored HWC
+    return checked(str(root), train=True, download=False)
+
+
+def _load_cifar10(
+    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
+) -> torch.Tensor:
+    images = torch.from_numpy(_cifar10(root, download).data).permute(0, 3, 1, 2)  # stored HWC
     return resize(_subset(images, max_images, seed), resolution)
+
+
+def _labelled_cifar10(
+    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
+) -> Labelled:
+    ds = _cifar10(root, download)
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)
+    found = _labelled_subset(images, torch.tensor(ds.targets), tuple(ds.classes), max_images, seed)
+    return found._replace(images=resize(found.images, resolution))
+
+
+STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship",
+                 "truck")  # fmt: skip
+"""STL-10's classes, in label order (what its ``class_names.txt`` lists)."""
+
+
+def _stl10(root: Path | None, download: bool, split: str) -> Any:
+    """An STL-10 split, once every file was checked against its published md5."""
+    root = Path(root or data_root())
+    cls, checked = _torchvision("STL10")
+    _require(root, cls, "STL-10", STL10_HOME, download)
+    _verify(root, cls, "STL-10", STL10_HOME, cache=True)
+    return checked(str(root), split=split, download=False)
 
 
 def _load_stl10(
     root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
 ) -> torch.Tensor:
-    root = Path(root or data_root())
-    cls, checked = _torchvision("STL10")
-    _require(root, cls, "STL-10", STL10_HOME, download)
-    _verify(root, cls, "STL-10", STL10_HOME, cache=True)
-    ds = checked(str(root), split="train+unlabeled", download=False)
-    images = torch.from_numpy(ds.data)  # already CHW
+    images = torch.from_numpy(_stl10(root, download, "train+unlabeled").data)  # already CHW
     return resize(_subset(images, max_images, seed), resolution)
+
+
+def _labelled_stl10(
+    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
+) -> Labelled:
+    """The labelled ``train`` split (5,000 images): the ``unlabeled`` 100,000 have none."""
+    ds = _stl10(root, download, "train")
+    labels = torch.from_numpy(ds.labels.astype("int64"))  # torchvision: 0..9
+    classes = tuple(getattr(ds, "classes", STL10_CLASSES))
+    found = _labelled_subset(torch.from_numpy(ds.data), labels, classes, max_images, seed)
+    return found._replace(images=resize(found.images, resolution))
 
 
 # --------------------------------------------------------------------------- image folder
@@ -371,12 +440,8 @@ def _load_stl10(
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def _load_folder(
-    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
-) -> torch.Tensor:
-    """Decode once per file (images differ in size, so this step cannot be batched)."""
-    from PIL import Image, ImageOps
-
+def _folder_files(root: Path | None, max_images: int | None, seed: int) -> list[Path]:
+    """Every image under ``root`` (recursively, sorted), or a seeded subset of them."""
     if root is None or not Path(root).is_dir():
         raise DatasetMissing(f"folder dataset needs root=<a directory of images>; got {root}")
     files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -385,6 +450,17 @@ def _load_folder(
     if max_images is not None and max_images < len(files):
         g = torch.Generator().manual_seed(seed)
         files = [files[i] for i in sorted(torch.randperm(len(files), generator=g)[:max_images])]
+    return files
+
+
+def _folder_files_in(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
+
+
+def _decode(files: list[Path], resolution: int) -> torch.Tensor:
+    """Decode once per file (images differ in size, so this step cannot be batched)."""
+    from PIL import Image, ImageOps
+
     images = torch.empty((len(files), 3, resolution, resolution), dtype=torch.uint8)
     for i, path in enumerate(files):
         with Image.open(path) as im:
@@ -397,6 +473,31 @@ def _load_folder(
     return images
 
 
+def _load_folder(
+    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
+) -> torch.Tensor:
+    return _decode(_folder_files(root, max_images, seed), resolution)
+
+
+def _labelled_folder(
+    root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
+) -> Labelled:
+    """One class per subfolder of ``root`` (sorted names), its images found recursively; the
+    same images as :func:`_load_folder`, so a folder with loose images is refused."""
+    files = _folder_files(root, max_images, seed)
+    loose = [p for p in Path(root).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    classes = tuple(
+        sorted(d.name for d in Path(root).iterdir() if d.is_dir() and _folder_files_in(d))
+    )
+    if loose or len(classes) < 2:
+        raise DatasetUnlabelled(
+            f"folder {root}: a conditional run needs its images in one subfolder per class "
+            f"(at least 2); found {len(classes)} subfolder(s) and {len(loose)} loose image(s)"
+        )
+    labels = torch.tensor([classes.index(f.relative_to(root).parts[0]) for f in files])
+    return Labelled(_decode(files, resolution), labels, classes)
+
+
 # --------------------------------------------------------------------------- registry
 
 
@@ -404,13 +505,14 @@ def _load_folder(
 class _Dataset:
     native_resolution: int
     loader: Callable[[Path | None, int, int | None, int, bool], torch.Tensor]
+    labelled: Callable[[Path | None, int, int | None, int, bool], Labelled] | None = None
 
 
 _REGISTRY: dict[str, _Dataset] = {
-    "shapes": _Dataset(32, _load_shapes),
-    "cifar10": _Dataset(32, _load_cifar10),
-    "stl10": _Dataset(48, _load_stl10),
-    "folder": _Dataset(32, _load_folder),
+    "shapes": _Dataset(32, _load_shapes, _labelled_shapes),
+    "cifar10": _Dataset(32, _load_cifar10, _labelled_cifar10),
+    "stl10": _Dataset(48, _load_stl10, _labelled_stl10),
+    "folder": _Dataset(32, _load_folder, _labelled_folder),
 }
 DATASETS: tuple[str, ...] = tuple(_REGISTRY)
 DEFAULT_DATASET = "shapes"
@@ -449,6 +551,27 @@ def load(
     return entry.loader(Path(root) if root else None, resolution, max_images, seed, download)
 
 
+def load_labelled(
+    name: str = DEFAULT_DATASET,
+    *,
+    root: str | os.PathLike | None = None,
+    resolution: int | None = None,
+    max_images: int | None = None,
+    seed: int = 0,
+    download: bool = False,
+) -> Labelled:
+    """Dataset ``name`` with its class labels, for a class-conditional run: the images
+    :func:`load` gives for the same arguments (``stl10``: its labelled ``train`` split only,
+    the unlabeled images have none); one line naming the dataset where it has no labels."""
+    entry = _entry(name)
+    if entry.labelled is None:
+        raise DatasetUnlabelled(f"dataset {name!r} has no class labels")
+    resolution = resolution or entry.native_resolution
+    if resolution < 1 or (max_images is not None and max_images < 1):
+        raise ValueError(f"resolution and max_images must be positive: {resolution}, {max_images}")
+    return entry.labelled(Path(root) if root else None, resolution, max_images, seed, download)
+
+
 # --------------------------------------------------------------------------- batches
 
 
@@ -458,6 +581,8 @@ class DeviceBatches:
     The images move to ``device`` once; each :meth:`sample` gathers indices on the device and
     converts only that batch to float in [-1, 1]. Batches walk through seeded random
     permutations (every image once per epoch), so a run is reproducible from ``seed``.
+    ``labels`` (a conditional run's) move with them: :meth:`sample_labelled` draws the same
+    indices as :meth:`sample`, with their labels.
     """
 
     def __init__(
@@ -467,13 +592,17 @@ class DeviceBatches:
         *,
         seed: int = 0,
         channels_last: bool = False,
+        labels: torch.Tensor | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(
                 f"expected uint8 images (N, 3, H, W), got {images.dtype} {tuple(images.shape)}"
             )
+        if labels is not None and labels.shape != (images.shape[0],):
+            raise ValueError(f"expected one label per image, got {tuple(labels.shape)}")
         self.device = torch.device(device)
         self.images = images.to(self.device)
+        self.labels = None if labels is None else labels.long().to(self.device)
         self.channels_last = channels_last
         self._gen = torch.Generator(device=self.device).manual_seed(seed)
         self._order = self._permutation()
@@ -519,8 +648,18 @@ class DeviceBatches:
 
     def sample(self, batch_size: int) -> torch.Tensor:
         """A float batch (B, 3, H, W) in [-1, 1] on the device."""
-        x = self.images.index_select(0, self._indices(batch_size))
-        self._drawn += batch_size
+        return self._batch(self._indices(batch_size))
+
+    def sample_labelled(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A float batch as :meth:`sample`, and its labels (B,)."""
+        if self.labels is None:
+            raise ValueError("these batches hold no labels (DeviceBatches(labels=...))")
+        index = self._indices(batch_size)
+        return self._batch(index), self.labels.index_select(0, index)
+
+    def _batch(self, index: torch.Tensor) -> torch.Tensor:
+        x = self.images.index_select(0, index)
+        self._drawn += index.shape[0]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x.float().mul_(2 / 255).sub_(1)

@@ -321,3 +321,112 @@ def test_device_batches_reproducible_and_scaled():
 def test_device_batches_reject_float_images():
     with pytest.raises(ValueError, match="uint8"):
         data.DeviceBatches(torch.zeros(4, 3, 8, 8))
+
+
+# --------------------------------------------------------------------------- class labels
+
+
+def test_shapes_labelled_are_the_same_images_with_their_shape_classes():
+    found = data.load_labelled("shapes", max_images=64, resolution=16, seed=2)
+    assert torch.equal(found.images, data.load("shapes", max_images=64, resolution=16, seed=2))
+    assert torch.equal(found.labels, data.make_shapes(64, 16, 2).labels.long())
+    assert found.labels.dtype == torch.int64 and found.classes == data.SHAPE_CLASSES
+
+
+def test_cifar10_labels_follow_their_images_through_a_subset(tmp_path, monkeypatch):
+    everything = torch.from_numpy(write_cifar10(tmp_path))
+    publish(monkeypatch, CIFAR10, tmp_path)
+    found = data.load_labelled("cifar10", root=tmp_path)
+    assert torch.equal(found.images, everything) and found.classes[:2] == ("class0", "class1")
+    assert found.labels.tolist() == [j % 10 for _ in range(5) for j in range(4)]
+    subset = data.load_labelled("cifar10", root=tmp_path, max_images=7, seed=3)
+    assert torch.equal(subset.images, data.load("cifar10", root=tmp_path, max_images=7, seed=3))
+    for image, label in zip(subset.images, subset.labels, strict=True):
+        (at,) = [i for i in range(len(everything)) if torch.equal(everything[i], image)]
+        assert label == found.labels[at]
+
+
+def test_stl10_labels_come_from_its_labelled_train_split(tmp_path, monkeypatch):
+    write_stl10(tmp_path)
+    publish(monkeypatch, STL10, tmp_path)
+    found = data.load_labelled("stl10", root=tmp_path, resolution=96)
+    train = np.fromfile(tmp_path / STL10.base_folder / "train_X.bin", dtype=np.uint8)
+    expected = torch.from_numpy(train.reshape(3, 3, 96, 96).transpose(0, 1, 3, 2).copy())
+    assert torch.equal(found.images, expected)  # the 3 train images, not the 2 unlabeled
+    assert found.labels.tolist() == [0, 1, 2] and found.classes == data.STL10_CLASSES
+    assert data.load_labelled("stl10", root=tmp_path).images.shape == (3, 3, 48, 48)
+
+
+def write_classes(root, counts: dict[str, int]) -> dict[str, tuple[int, int, int]]:
+    """One subfolder per class, its images one flat colour of its own (nested one deeper for
+    the last class: found recursively)."""
+    colours = {}
+    for k, (name, n) in enumerate(counts.items()):
+        colour = (40 + 80 * k, 200 - 60 * k, 90)
+        folder = root / name / ("deeper" if k == len(counts) - 1 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (20 + i, 24), colour).save(folder / f"{i}.png")
+        colours[name] = colour
+    return colours
+
+
+def test_a_folder_has_one_class_per_subfolder(tmp_path):
+    colours = write_classes(tmp_path, {"cats": 3, "dogs": 2, "owls": 4})
+    found = data.load_labelled("folder", root=tmp_path, resolution=8)
+    assert found.classes == ("cats", "dogs", "owls") and len(found.labels) == 9
+    assert torch.equal(found.images, data.load("folder", root=tmp_path, resolution=8))
+    for image, label in zip(found.images, found.labels, strict=True):
+        assert tuple(image[:, 4, 4].tolist()) == colours[found.classes[label]]
+    subset = data.load_labelled("folder", root=tmp_path, resolution=8, max_images=4, seed=1)
+    assert subset.classes == found.classes and len(subset.labels) == 4
+
+
+@pytest.mark.parametrize(
+    ("layout", "said"),
+    [
+        ({"only": 3}, "found 1 subfolder(s) and 0 loose image(s)"),
+        ({"a": 1, "b": 1, "": 1}, "found 2 subfolder(s) and 1 loose image(s)"),
+    ],
+)
+def test_a_folder_without_classes_is_refused_with_one_line(tmp_path, layout, said):
+    for name, n in layout.items():
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"x{name}{i}.png")
+    with pytest.raises(data.DatasetUnlabelled) as err:
+        data.load_labelled("folder", root=tmp_path)
+    assert str(err.value).endswith(said) and "\n" not in str(err.value)
+    assert "one subfolder per class" in str(err.value)
+
+
+def test_a_dataset_without_labels_is_refused_with_one_line(monkeypatch):
+    plain = data._Dataset(32, data._load_shapes)
+    monkeypatch.setitem(data._REGISTRY, "plain", plain)
+    with pytest.raises(data.DatasetUnlabelled, match=r"^dataset 'plain' has no class labels$"):
+        data.load_labelled("plain")
+
+
+def test_labelled_batches_draw_the_images_unlabelled_batches_draw():
+    found = data.load_labelled("shapes", max_images=20, resolution=8)
+    plain = data.DeviceBatches(found.images, seed=4)
+    labelled = data.DeviceBatches(found.images, seed=4, labels=found.labels)
+    for _ in range(5):  # past an epoch: a new permutation on both sides
+        x, y = labelled.sample_labelled(6)
+        assert torch.equal(x, plain.sample(6))
+        for image, label in zip(x, y, strict=True):
+            (at,) = [
+                i
+                for i in range(20)
+                if torch.equal(found.images[i].float().mul(2 / 255).sub(1), image)
+            ]
+            assert label == found.labels[at]
+    resumed = data.DeviceBatches(found.images, seed=0, labels=found.labels)
+    resumed.load_state_dict(labelled.state_dict())
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(resumed.sample_labelled(6), labelled.sample_labelled(6), strict=True)
+    )
+    with pytest.raises(ValueError, match="hold no labels"):
+        plain.sample_labelled(2)
