@@ -291,10 +291,11 @@ class Reference:
     """The real images a generator is compared with.
 
     By default they come from :func:`raygan.data.load` (``dataset``, ``resolution``,
-    ``num_images`` as ``max_images``, ``root``, ``seed``); ``images`` overrides that with a
-    uint8 tensor (N, 3, R, R) or a callable returning one. They are loaded only when their
-    statistics are not cached yet. :attr:`key` is the cache identity: give custom images a
-    ``dataset`` name of their own.
+    ``num_images`` as ``max_images``, ``root``, ``seed``); ``label`` keeps only that class's
+    images of them (:func:`raygan.data.load_labelled`: the intra-FID's per-class references).
+    ``images`` overrides all that with a uint8 tensor (N, 3, R, R) or a callable returning
+    one. They are loaded only when their statistics are not cached yet. :attr:`key` is the
+    cache identity: give custom images a ``dataset`` name of their own.
     """
 
     dataset: str
@@ -305,6 +306,7 @@ class Reference:
     images: torch.Tensor | Callable[[], torch.Tensor] | None = field(
         default=None, compare=False, repr=False
     )
+    label: int | None = None
 
     @property
     def key(self) -> str:
@@ -312,10 +314,20 @@ class Reference:
         where = (
             f"-root{hashlib.sha256(str(self.root).encode()).hexdigest()[:8]}" if self.root else ""
         )
-        return f"{self.dataset}-{self.resolution}px-{count}-seed{self.seed}{where}"
+        of = "" if self.label is None else f"-class{self.label}"
+        return f"{self.dataset}-{self.resolution}px-{count}-seed{self.seed}{where}{of}"
 
     def load(self) -> torch.Tensor:
-        if self.images is None:
+        if self.images is None and self.label is not None:
+            found = data.load_labelled(
+                self.dataset,
+                root=self.root,
+                resolution=self.resolution,
+                max_images=self.num_images,
+                seed=self.seed,
+            )
+            images = found.images[found.labels == self.label]
+        elif self.images is None:
             images = data.load(
                 self.dataset,
                 root=self.root,
@@ -490,25 +502,78 @@ def evaluate(
         _Uint8Output(generator, device), int(generator.latent_dim), "normal", 0
     )
     try:
-        with _on(device):
-            result = torch_fidelity.calculate_metrics(
-                input1=model,
-                input1_model_num_samples=num_samples,
-                input2=_Images(reference),
-                input2_cache_name=stats.cache_name,
-                isc=True,
-                fid=True,
-                kid=kid,
-                kid_subset_size=min(KID_SUBSET_SIZE, num_samples, stats.num_images),
-                **_fidelity_options(chosen, device, batch_size, cache, seed),
-            )
+        out = _score(
+            model, num_samples, reference, stats, chosen, device, batch_size, cache, seed, kid
+        )
     finally:
         generator.train(was_training)
-    out = {
-        "is": result[torch_fidelity.KEY_METRIC_ISC_MEAN],
-        "is_std": result[torch_fidelity.KEY_METRIC_ISC_STD],
-        "fid": result[torch_fidelity.KEY_METRIC_FID],
-    }
+    return out
+
+
+def score_images(
+    images: torch.Tensor,
+    *,
+    reference: Reference,
+    extractor: Extractor,
+    batch_size: int = 100,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    isc: bool = True,
+) -> dict:
+    """IS and FID (as :func:`evaluate`'s; ``isc=False``: FID only) of generated uint8 images
+    (N, 3, R, R) against ``reference``: for samples made once and scored several ways (a
+    conditional generator's, as a whole and class by class)."""
+    cache, device = Path(cache_dir or data.cache_dir()), torch.device(device)
+    stats = reference_statistics(
+        reference, extractor, batch_size=batch_size, device=device, cache_dir=cache
+    )
+    return _score(
+        _Images(images),
+        len(images),
+        reference,
+        stats,
+        extractor,
+        device,
+        batch_size,
+        cache,
+        seed,
+        isc=isc,
+    )
+
+
+def _score(
+    input1: object,
+    num_samples: int,
+    reference: Reference,
+    stats: ReferenceStats,
+    chosen: Extractor,
+    device: torch.device,
+    batch_size: int,
+    cache: Path,
+    seed: int,
+    kid: bool = False,
+    isc: bool = True,
+) -> dict:
+    """torch-fidelity on ``input1`` (a generator wrapper or images) against the reference's
+    cached statistics."""
+    with _on(device):
+        result = torch_fidelity.calculate_metrics(
+            input1=input1,
+            input1_model_num_samples=num_samples,
+            input2=_Images(reference),
+            input2_cache_name=stats.cache_name,
+            isc=isc,
+            fid=True,
+            kid=kid,
+            kid_subset_size=min(KID_SUBSET_SIZE, num_samples, stats.num_images),
+            **_fidelity_options(chosen, device, batch_size, cache, seed),
+        )
+    out = {}
+    if isc:
+        out["is"] = result[torch_fidelity.KEY_METRIC_ISC_MEAN]
+        out["is_std"] = result[torch_fidelity.KEY_METRIC_ISC_STD]
+    out["fid"] = result[torch_fidelity.KEY_METRIC_FID]
     if kid:
         out["kid"] = result[torch_fidelity.KEY_METRIC_KID_MEAN]
         out["kid_std"] = result[torch_fidelity.KEY_METRIC_KID_STD]
