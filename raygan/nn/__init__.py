@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from raygan import spaces
+from raygan.nn import conditional
 from raygan.nn.arch import Arch, EdgeSpec, Searchable
 from raygan.nn.autogan import AutoGanDiscriminator, AutoGanGenerator
 from raygan.nn.mixed import ArchLogits, MixedGenerator, derive, mean_entropy
@@ -76,30 +77,56 @@ def _lookup(registry: dict[str, type[Searchable]], space: str, role: str) -> typ
 
 
 def build_generator(
-    g: Genotype, *, width: int, bottom_width: int = 4, **options: Any
+    g: Genotype,
+    *,
+    width: int,
+    bottom_width: int = 4,
+    num_classes: int | None = None,
+    **options: Any,
 ) -> Searchable:
-    """The fixed generator of ``g`` with ``width`` channels throughout.
+    """The fixed generator of ``g`` with ``width`` channels throughout; class-conditional
+    with ``num_classes`` (:mod:`raygan.nn.conditional`: called as ``G(z, y)``).
 
     ``options`` go to the space's class (``nas_cell_g``: ``latent_chunks``).
     """
     cls = _lookup(GENERATORS, g.space, "generator")
-    return cls(g, width=width, bottom_width=bottom_width, **options)
+    return _conditioned(cls(g, width=width, bottom_width=bottom_width, **options), num_classes)
 
 
-def build_discriminator(d: Genotype, *, width: int) -> Searchable:
-    """The fixed discriminator of ``d`` (``Genotype.parse("autogan_d:")`` for AutoGAN-D)."""
-    return _lookup(DISCRIMINATORS, d.space, "discriminator")(d, width=width)
+def build_discriminator(d: Genotype, *, width: int, num_classes: int | None = None) -> Searchable:
+    """The fixed discriminator of ``d`` (``Genotype.parse("autogan_d:")`` for AutoGAN-D); a
+    projection discriminator with ``num_classes`` (called as ``D(x, y)``)."""
+    return _conditioned(
+        _lookup(DISCRIMINATORS, d.space, "discriminator")(d, width=width), num_classes
+    )
+
+
+def _conditioned(net: Searchable, num_classes: int | None) -> Searchable:
+    """``net`` as it is, or class-conditional (its role decides how)."""
+    if num_classes is None:
+        return net
+    if spaces.get(net.space_name).role == "generator":
+        return conditional.conditional_generator(net, num_classes)
+    return conditional.conditional_discriminator(net, num_classes)
 
 
 def build_supernet(
-    space_name: str, *, width: int, bottom_width: int = 4, **options: Any
+    space_name: str,
+    *,
+    width: int,
+    bottom_width: int = 4,
+    num_classes: int | None = None,
+    **options: Any,
 ) -> Searchable:
-    """The supernet of a space: every candidate of every edge (``bottom_width``: G only)."""
+    """The supernet of a space: every candidate of every edge (``bottom_width``: G only);
+    class-conditional with ``num_classes``, as :func:`build_generator`."""
     role = spaces.get(space_name).role
     if role == "generator":
         cls = _lookup(GENERATORS, space_name, role)
-        return cls(None, width=width, bottom_width=bottom_width, **options)
-    return _lookup(DISCRIMINATORS, space_name, role)(None, width=width, **options)
+        net = cls(None, width=width, bottom_width=bottom_width, **options)
+    else:
+        net = _lookup(DISCRIMINATORS, space_name, role)(None, width=width, **options)
+    return _conditioned(net, num_classes)
 
 
 def count_params(module: nn.Module) -> int:
@@ -151,8 +178,13 @@ def recalibrate_batch_norm(
     device = next(generator.parameters()).device
     noise = torch.Generator().manual_seed(seed)
     generator.train()
+    classes = getattr(generator, "num_classes", None)  # a conditional one: every class alike
     for _ in range(batches):
-        generator(torch.randn(batch_size, generator.latent_dim, generator=noise).to(device))
+        z = torch.randn(batch_size, generator.latent_dim, generator=noise).to(device)
+        if classes is None:
+            generator(z)
+        else:
+            generator(z, torch.arange(batch_size, device=device) % classes)
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     return generator.eval()

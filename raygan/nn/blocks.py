@@ -56,11 +56,16 @@ class DisBlock(nn.Module):
 
 
 class DisTail(nn.Module):
-    """Every discriminator's tail: ReLU -> global *sum* pool -> spectral-norm Linear(ch, 1)."""
+    """Every discriminator's tail: ReLU -> global *sum* pool -> spectral-norm Linear(ch, 1),
+    plus a projection discriminator's class term where it has one
+    (:func:`raygan.nn.conditional.conditional_discriminator`)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.fc = linear(channels, 1, bias=False, sn=True)
+        self.projection: nn.Module | None = None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.fc(F.relu(h).sum(dim=(2, 3)))
+        pooled = F.relu(h).sum(dim=(2, 3))
+        out = self.fc(pooled)
+        return out if self.projection is None else out + self.projection(pooled)
