@@ -544,11 +544,17 @@ def load(
     chosen by ``seed`` (for ``shapes`` it is the number generated, default 50,000; ``seed``
     also picks the images). ``root`` defaults to :func:`data_root`; ``folder`` requires it.
     """
+    entry, resolution = _checked(name, resolution, max_images)
+    return entry.loader(Path(root) if root else None, resolution, max_images, seed, download)
+
+
+def _checked(name: str, resolution: int | None, max_images: int | None) -> tuple[_Dataset, int]:
+    """The dataset's entry and the resolution asked for (its native one by default)."""
     entry = _entry(name)
     resolution = resolution or entry.native_resolution
     if resolution < 1 or (max_images is not None and max_images < 1):
         raise ValueError(f"resolution and max_images must be positive: {resolution}, {max_images}")
-    return entry.loader(Path(root) if root else None, resolution, max_images, seed, download)
+    return entry, resolution
 
 
 def load_labelled(
@@ -563,12 +569,9 @@ def load_labelled(
     """Dataset ``name`` with its class labels, for a class-conditional run: the images
     :func:`load` gives for the same arguments (``stl10``: its labelled ``train`` split only,
     the unlabeled images have none); one line naming the dataset where it has no labels."""
-    entry = _entry(name)
+    entry, resolution = _checked(name, resolution, max_images)
     if entry.labelled is None:
         raise DatasetUnlabelled(f"dataset {name!r} has no class labels")
-    resolution = resolution or entry.native_resolution
-    if resolution < 1 or (max_images is not None and max_images < 1):
-        raise ValueError(f"resolution and max_images must be positive: {resolution}, {max_images}")
     return entry.labelled(Path(root) if root else None, resolution, max_images, seed, download)
 
 
