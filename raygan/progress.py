@@ -94,7 +94,7 @@ class Progress(tune.Callback):
             self.finished(trial, trial.last_result)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.finished(trial, {"status": "failed", **trial.last_result})
+        self.finished(trial, {**trial.last_result, "status": "failed"})
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.monotonic()
