@@ -201,7 +201,7 @@ def test_train_rows_and_mixed_tables_fall_back_to_the_table(tmp_path, capsys):
     assert text.index("solo") < text.index("later") < text.index("AdversarialNAS: 3 epochs")
     assert "trial_id" in text.splitlines()[0]
     assert analysis.analyzer("train") is analysis.table_summary
-    assert set(analysis.ANALYZERS) == {"eagan", "autogan", "adversarialnas", "random"}
+    assert set(analysis.ANALYZERS) == {"eagan", "autogan", "adversarialnas", "random", "tune"}
 
 
 def test_import_brings_in_neither_ray_nor_torch():
