@@ -16,6 +16,12 @@ Datasets, by registry name:
 - ``folder``: every image under a directory (recursively), centre-cropped to a square and
   resized.
 
+:func:`load_labelled` gives the same images with their int64 class labels and class names,
+for class-conditional runs (:func:`classes` names them without loading): ``shapes``' shape
+types, CIFAR-10's labels, STL-10's labelled ``train`` split (5,000 images; only its files are
+checked, the unlabeled images have no labels), and one class per subfolder of a ``folder``.
+Data without labels is refused in one line (:class:`DatasetUnlabelled`).
+
 Real datasets are never downloaded unless the caller passes ``download=True``; a missing file
 raises :class:`DatasetMissing` naming what is expected where. CIFAR-10 and STL-10 files are
 checked against their published md5 sums before anything reads them (torchvision unpickles
@@ -43,16 +49,19 @@ class DatasetMissing(ValueError):
     """A dataset's files are not where the loader looks for them."""
 
 
-class DatasetUnlabelled(ValueError):
-    """The data has no class labels (or not where they were asked for): a class-conditional
-    run cannot use it."""
-
-
 class DatasetNotPublished(DatasetMissing):
     """A dataset file is there but is not the published one (its md5 differs): never read.
 
     A :class:`DatasetMissing`, so that whatever reports a missing dataset as one line (the
     command line: exit code 2) reports this one too."""
+
+
+class DatasetUnlabelled(DatasetMissing):
+    """The data has no class labels (or not where they were asked for): a class-conditional
+    run cannot use it.
+
+    A :class:`DatasetMissing` (the labels are what is missing), so that the command line's
+    check of a dataset reports it as one line, exit code 2, as it does a missing file."""
 
 
 def cache_dir() -> Path:
@@ -107,7 +116,11 @@ class Labelled(NamedTuple):
 
 
 def _labelled_subset(
-    images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], max_images, seed
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: tuple[str, ...],
+    max_images: int | None,
+    seed: int,
 ) -> Labelled:
     """The same subset of images as :func:`_subset`, with their labels."""
     keep = _subset_index(images.shape[0], max_images, seed)
@@ -399,19 +412,48 @@ def _labelled_cifar10(
 ) -> Labelled:
     ds = _cifar10(root, download)
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)
-    found = _labelled_subset(images, torch.tensor(ds.targets), tuple(ds.classes), max_images, seed)
+    found = _labelled_subset(images, torch.tensor(ds.targets), CIFAR10_CLASSES, max_images, seed)
     return found._replace(images=resize(found.images, resolution))
 
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")  # fmt: skip
+"""CIFAR-10's classes, in label order: what its published ``batches.meta`` lists, named here
+so that they are known without reading (unpickling) it."""
+
 STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship",
                  "truck")  # fmt: skip
-"""STL-10's classes, in label order (what its ``class_names.txt`` lists)."""
+"""STL-10's classes, in label order: what its ``class_names.txt`` lists. Named here, not read:
+that file has no published md5, so nothing raygan reports comes from it."""
+
+STL10_LABELLED_SPLIT = "train"
+"""The split a conditional run reads: the 5,000 labelled training images (``train+unlabeled``,
+what :func:`load` gives, adds 100,000 images that have no labels)."""
+
+_STL10_SPLIT_FILES: dict[str, tuple[str, ...]] = {"train": ("train_X.bin", "train_y.bin")}
+"""The files a split reads where that is not every file; ``train+unlabeled`` (what
+:func:`load` reads) checks all five, as it always has."""
+
+
+def _only(cls: type, files: tuple[str, ...]) -> type:
+    """``cls`` as if it listed only ``files``, with the md5 sums its lists hold now: what
+    :func:`_require`, :func:`_verify` and torchvision's presence check then look at."""
+
+    def kept(entries: list) -> list:
+        return [[name, md5] for name, md5 in entries if name in files]
+
+    attrs = {"train_list": kept(cls.train_list), "test_list": kept(cls.test_list)}
+    return type(cls.__name__, (cls,), attrs)
 
 
 def _stl10(root: Path | None, download: bool, split: str) -> Any:
-    """An STL-10 split, once every file was checked against its published md5."""
+    """An STL-10 split, once every file it reads was checked against its published md5 (the
+    labelled ``train`` split needs neither the 2.4 GB of unlabeled images nor the test set)."""
     root = Path(root or data_root())
     cls, checked = _torchvision("STL10")
+    if split in _STL10_SPLIT_FILES:
+        cls = _only(cls, _STL10_SPLIT_FILES[split])
+        checked = _presence_checked(cls)
     _require(root, cls, "STL-10", STL10_HOME, download)
     _verify(root, cls, "STL-10", STL10_HOME, cache=True)
     return checked(str(root), split=split, download=False)
@@ -428,10 +470,9 @@ def _labelled_stl10(
     root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
 ) -> Labelled:
     """The labelled ``train`` split (5,000 images): the ``unlabeled`` 100,000 have none."""
-    ds = _stl10(root, download, "train")
-    labels = torch.from_numpy(ds.labels.astype("int64"))  # torchvision: 0..9
-    classes = tuple(getattr(ds, "classes", STL10_CLASSES))
-    found = _labelled_subset(torch.from_numpy(ds.data), labels, classes, max_images, seed)
+    ds = _stl10(root, download, STL10_LABELLED_SPLIT)
+    labels = torch.from_numpy(ds.labels.astype("int64"))  # torchvision: files' 1..10 -> 0..9
+    found = _labelled_subset(torch.from_numpy(ds.data), labels, STL10_CLASSES, max_images, seed)
     return found._replace(images=resize(found.images, resolution))
 
 
@@ -440,21 +481,45 @@ def _labelled_stl10(
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def _folder_files(root: Path | None, max_images: int | None, seed: int) -> list[Path]:
-    """Every image under ``root`` (recursively, sorted), or a seeded subset of them."""
+def _all_folder_files(root: Path | None) -> list[Path]:
+    """Every image under ``root``, recursively, sorted; refused in one line if there is none."""
     if root is None or not Path(root).is_dir():
         raise DatasetMissing(f"folder dataset needs root=<a directory of images>; got {root}")
     files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DatasetMissing(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    return files
+
+
+def _folder_files(root: Path | None, max_images: int | None, seed: int) -> list[Path]:
+    """Every image under ``root`` (recursively, sorted), or a seeded subset of them."""
+    return _subset_files(_all_folder_files(root), max_images, seed)
+
+
+def _subset_files(files: list[Path], max_images: int | None, seed: int) -> list[Path]:
     if max_images is not None and max_images < len(files):
         g = torch.Generator().manual_seed(seed)
         files = [files[i] for i in sorted(torch.randperm(len(files), generator=g)[:max_images])]
     return files
 
 
-def _folder_files_in(folder: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
+def _folder_classes(root: Path | None) -> tuple[str, ...]:
+    return _class_names(root, _all_folder_files(root))
+
+
+def _class_names(root: Path, files: list[Path]) -> tuple[str, ...]:
+    """The sorted names of ``root``'s subfolders that hold ``files`` (its images, found
+    recursively): one class each. Loose images in ``root``, or fewer than 2 classes, are
+    refused in one line: such a folder says nothing about which image is of which class."""
+    parts = [p.relative_to(root).parts for p in files]
+    loose = sum(len(part) == 1 for part in parts)
+    classes = tuple(sorted({part[0] for part in parts if len(part) > 1}))
+    if loose or len(classes) < 2:
+        raise DatasetUnlabelled(
+            f"folder {root}: a conditional run needs its images in one subfolder per class "
+            f"(at least 2); found {len(classes)} subfolder(s) and {loose} loose image(s)"
+        )
+    return classes
 
 
 def _decode(files: list[Path], resolution: int) -> torch.Tensor:
@@ -482,37 +547,48 @@ def _load_folder(
 def _labelled_folder(
     root: Path | None, resolution: int, max_images: int | None, seed: int, download: bool
 ) -> Labelled:
-    """One class per subfolder of ``root`` (sorted names), its images found recursively; the
-    same images as :func:`_load_folder`, so a folder with loose images is refused."""
-    files = _folder_files(root, max_images, seed)
-    loose = [p for p in Path(root).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    classes = tuple(
-        sorted(d.name for d in Path(root).iterdir() if d.is_dir() and _folder_files_in(d))
-    )
-    if loose or len(classes) < 2:
-        raise DatasetUnlabelled(
-            f"folder {root}: a conditional run needs its images in one subfolder per class "
-            f"(at least 2); found {len(classes)} subfolder(s) and {len(loose)} loose image(s)"
-        )
+    """One class per subfolder of ``root`` (sorted names), its images found recursively: the
+    same images as :func:`_load_folder`, each labelled by the subfolder it is under."""
+    everything = _all_folder_files(root)
+    classes = _class_names(root, everything)
+    files = _subset_files(everything, max_images, seed)
     labels = torch.tensor([classes.index(f.relative_to(root).parts[0]) for f in files])
-    return Labelled(_decode(files, resolution), labels, classes)
+    return Labelled(_decode(files, resolution), labels.long(), classes)
 
 
 # --------------------------------------------------------------------------- registry
 
 
+_Loader = Callable[[Path | None, int, int | None, int, bool], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """How a dataset gives class labels: its labelled loader (the arguments of ``_Loader``),
+    its class names from ``root`` alone (so that a run can be checked and its networks built
+    before any image is read), and the split it reads where the dataset has several."""
+
+    loader: Callable[[Path | None, int, int | None, int, bool], Labelled]
+    classes: Callable[[Path | None], tuple[str, ...]]
+    split: str | None = None
+
+
 @dataclass(frozen=True)
 class _Dataset:
     native_resolution: int
-    loader: Callable[[Path | None, int, int | None, int, bool], torch.Tensor]
-    labelled: Callable[[Path | None, int, int | None, int, bool], Labelled] | None = None
+    loader: _Loader
+    labelled: _Labels | None = None  # None: no labels, a conditional run refuses it
 
 
 _REGISTRY: dict[str, _Dataset] = {
-    "shapes": _Dataset(32, _load_shapes, _labelled_shapes),
-    "cifar10": _Dataset(32, _load_cifar10, _labelled_cifar10),
-    "stl10": _Dataset(48, _load_stl10, _labelled_stl10),
-    "folder": _Dataset(32, _load_folder, _labelled_folder),
+    "shapes": _Dataset(32, _load_shapes, _Labels(_labelled_shapes, lambda _: SHAPE_CLASSES)),
+    "cifar10": _Dataset(
+        32, _load_cifar10, _Labels(_labelled_cifar10, lambda _: CIFAR10_CLASSES, "train")
+    ),
+    "stl10": _Dataset(
+        48, _load_stl10, _Labels(_labelled_stl10, lambda _: STL10_CLASSES, STL10_LABELLED_SPLIT)
+    ),
+    "folder": _Dataset(32, _load_folder, _Labels(_labelled_folder, _folder_classes)),
 }
 DATASETS: tuple[str, ...] = tuple(_REGISTRY)
 DEFAULT_DATASET = "shapes"
@@ -565,14 +641,43 @@ def load_labelled(
     max_images: int | None = None,
     seed: int = 0,
     download: bool = False,
+    split: str | None = None,
 ) -> Labelled:
-    """Dataset ``name`` with its class labels, for a class-conditional run: the images
-    :func:`load` gives for the same arguments (``stl10``: its labelled ``train`` split only,
-    the unlabeled images have none); one line naming the dataset where it has no labels."""
+    """Dataset ``name`` with its int64 class labels, for a class-conditional run: the images
+    :func:`load` gives for the same arguments, the same ``max_images`` subset, each with its
+    label. ``stl10`` is the exception: its labelled ``train`` split (5,000 images), since
+    the unlabeled images :func:`load` adds have none. ``split`` may only name the split read
+    (``"train"``, for ``cifar10`` and ``stl10``); data without labels is refused in one line
+    (:class:`DatasetUnlabelled`)."""
     entry, resolution = _checked(name, resolution, max_images)
-    if entry.labelled is None:
+    labels = _labels(name, entry, split)
+    return labels.loader(Path(root) if root else None, resolution, max_images, seed, download)
+
+
+def _labels(name: str, entry: _Dataset, split: str | None) -> _Labels:
+    """The dataset's labels, if it has them in ``split``: else one line saying why not."""
+    labels = entry.labelled
+    if labels is None:
         raise DatasetUnlabelled(f"dataset {name!r} has no class labels")
-    return entry.labelled(Path(root) if root else None, resolution, max_images, seed, download)
+    if split is not None and split != labels.split:
+        read = f"its labelled {labels.split!r} split" if labels.split else "no split"
+        raise DatasetUnlabelled(
+            f"dataset {name!r} split {split!r} cannot be loaded with labels: a conditional "
+            f"search uses {read} (split={labels.split!r}, the default)"
+        )
+    return labels
+
+
+def classes(name: str = DEFAULT_DATASET, root: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The class names of dataset ``name``, in label order, without loading its images:
+    what a conditional run needs to check its data and build its networks first. The
+    refusals of :func:`load_labelled` (no labels; a folder not laid out by class) apply."""
+    return _labels(name, _entry(name), None).classes(Path(root) if root else None)
+
+
+def num_classes(name: str = DEFAULT_DATASET, root: str | os.PathLike | None = None) -> int:
+    """How many classes :func:`load_labelled` labels ``name``'s images with."""
+    return len(classes(name, root))
 
 
 # --------------------------------------------------------------------------- batches

@@ -71,11 +71,16 @@ def write_stl10(root) -> np.ndarray:
 
 def publish(monkeypatch, cls, root) -> None:
     """Make the files written under ``root`` the published ones for this test: torchvision's
-    md5 lists on ``cls`` hold their sums until the test ends (see the module docstring)."""
+    md5 lists on ``cls`` hold their sums until the test ends (see the module docstring). A
+    file not written keeps its published sum."""
     folder = root / cls.base_folder
 
+    def md5(name, published):
+        path = folder / name
+        return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else published
+
     def listed(files):
-        return [[name, hashlib.md5((folder / name).read_bytes()).hexdigest()] for name, _ in files]
+        return [[name, md5(name, published)] for name, published in files]
 
     monkeypatch.setattr(cls, "train_list", listed(cls.train_list))
     monkeypatch.setattr(cls, "test_list", listed(cls.test_list))
@@ -337,24 +342,99 @@ def test_cifar10_labels_follow_their_images_through_a_subset(tmp_path, monkeypat
     everything = torch.from_numpy(write_cifar10(tmp_path))
     publish(monkeypatch, CIFAR10, tmp_path)
     found = data.load_labelled("cifar10", root=tmp_path)
-    assert torch.equal(found.images, everything) and found.classes[:2] == ("class0", "class1")
+    assert torch.equal(found.images, everything) and found.labels.dtype == torch.int64
     assert found.labels.tolist() == [j % 10 for _ in range(5) for j in range(4)]
+    # the published names (the file written here says class0...): known without unpickling
+    assert found.classes == data.CIFAR10_CLASSES == data.classes("cifar10")
     subset = data.load_labelled("cifar10", root=tmp_path, max_images=7, seed=3)
     assert torch.equal(subset.images, data.load("cifar10", root=tmp_path, max_images=7, seed=3))
     for image, label in zip(subset.images, subset.labels, strict=True):
         (at,) = [i for i in range(len(everything)) if torch.equal(everything[i], image)]
         assert label == found.labels[at]
+    small = data.load_labelled("cifar10", root=tmp_path, resolution=16, split="train")
+    assert small.images.shape == (20, 3, 16, 16) and torch.equal(small.labels, found.labels)
 
 
-def test_stl10_labels_come_from_its_labelled_train_split(tmp_path, monkeypatch):
-    write_stl10(tmp_path)
+def test_labelled_cifar10_is_md5_checked_before_it_is_unpickled(tmp_path, monkeypatch):
+    write_cifar10(tmp_path)
+    publish(monkeypatch, CIFAR10, tmp_path)
+    marker = tmp_path / "unpickled"
+    batch = {"batch_label": "x", "data": CreatesMarker(marker), "labels": [], "filenames": []}
+    (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(pickle.dumps(batch))
+    with pytest.raises(data.DatasetNotPublished, match=r"data_batch_2 is not the published"):
+        data.load_labelled("cifar10", root=tmp_path)
+    assert not marker.exists()
+
+
+def _stl10_colour(label: int) -> tuple[int, int, int]:
+    """A flat colour per STL-10 label as stored (1..10)."""
+    return (20 * label, 250 - 20 * label, 7 * label)
+
+
+def write_stl10_train(root, labels: list[int]) -> None:
+    """Only STL-10's labelled train split, in its binary format (uint8, each image a
+    column-major 3x96x96 block; labels uint8 1..10), each image its label's flat colour."""
+    folder = root / STL10.base_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    images = np.zeros((len(labels), 3, 96, 96), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        images[i] = np.array(_stl10_colour(label), dtype=np.uint8)[:, None, None]
+    images[:, :, 0, 1] = 255  # one marked pixel: row 0, column 1 (column-major below)
+    images.transpose(0, 1, 3, 2).tofile(folder / "train_X.bin")
+    np.array(labels, dtype=np.uint8).tofile(folder / "train_y.bin")
+
+
+STL10_LABELS = [3, 10, 1, 3, 7, 10, 2]  # as stored: 1..10, out of order, repeated
+
+
+def test_stl10_labels_come_from_its_labelled_train_split(tmp_path, monkeypatch, hashed):
+    """The train split alone (no unlabeled or test files on disk): only its two files are
+    checked and read, its 1..10 labels become 0..9, each with its own image."""
+    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
+    write_stl10_train(tmp_path, STL10_LABELS)
     publish(monkeypatch, STL10, tmp_path)
     found = data.load_labelled("stl10", root=tmp_path, resolution=96)
-    train = np.fromfile(tmp_path / STL10.base_folder / "train_X.bin", dtype=np.uint8)
-    expected = torch.from_numpy(train.reshape(3, 3, 96, 96).transpose(0, 1, 3, 2).copy())
-    assert torch.equal(found.images, expected)  # the 3 train images, not the 2 unlabeled
-    assert found.labels.tolist() == [0, 1, 2] and found.classes == data.STL10_CLASSES
-    assert data.load_labelled("stl10", root=tmp_path).images.shape == (3, 3, 48, 48)
+    assert hashed == ["train_X.bin", "train_y.bin"]
+    assert found.images.shape == (7, 3, 96, 96) and found.labels.dtype == torch.int64
+    assert found.labels.tolist() == [label - 1 for label in STL10_LABELS]
+    assert found.classes == data.STL10_CLASSES == data.classes("stl10")
+    assert found.classes[found.labels[1]] == "truck"  # stored label 10
+    assert (found.images[:, :, 0, 1] == 255).all() and (found.images[:, :, 1, 0] != 255).all()
+    subset = data.load_labelled("stl10", root=tmp_path, max_images=4, seed=2)
+    assert subset.images.shape == (4, 3, 48, 48)
+    for image, label in zip(subset.images, subset.labels, strict=True):
+        assert tuple(image[:, 40, 40].tolist()) == _stl10_colour(int(label) + 1)
+    assert hashed == ["train_X.bin", "train_y.bin"]  # verified once: cached since
+    with pytest.raises(data.DatasetMissing, match=r"\{unlabeled_X\.bin,test_X\.bin,test_y\.bin\}"):
+        data.load("stl10", root=tmp_path)  # what load reads is still all there must be
+
+
+def test_labelled_stl10_checks_the_files_it_reads(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
+    write_stl10_train(tmp_path, STL10_LABELS)
+    labels = tmp_path / STL10.base_folder / "train_y.bin"
+    labels.unlink()
+    with pytest.raises(data.DatasetMissing) as err:
+        data.load_labelled("stl10", root=tmp_path)
+    assert f"expected {tmp_path / 'stl10_binary'}/{{train_y.bin}};" in str(err.value)
+    write_stl10_train(tmp_path, STL10_LABELS)
+    publish(monkeypatch, STL10, tmp_path)
+    labels.write_bytes(bytes([0] * len(STL10_LABELS)))  # label 0 is not STL-10's: 1..10
+    with pytest.raises(data.DatasetNotPublished, match=r"train_y\.bin is not the published"):
+        data.load_labelled("stl10", root=tmp_path)
+
+
+def test_stl10_unlabeled_images_are_refused_for_labels_in_one_line(tmp_path):
+    message = (
+        "dataset 'stl10' split 'train+unlabeled' cannot be loaded with labels: a conditional "
+        "search uses its labelled 'train' split (split='train', the default)"
+    )
+    with pytest.raises(data.DatasetUnlabelled) as err:  # refused before any file is looked at
+        data.load_labelled("stl10", root=tmp_path, split="train+unlabeled")
+    assert str(err.value) == message
+    assert isinstance(err.value, data.DatasetMissing)  # the CLI: one line, exit code 2
+    with pytest.raises(data.DatasetUnlabelled, match=r"^dataset 'shapes' split 'train'.*no split"):
+        data.load_labelled("shapes", split="train")
 
 
 def write_classes(root, counts: dict[str, int]) -> dict[str, tuple[int, int, int]]:
@@ -374,12 +454,19 @@ def write_classes(root, counts: dict[str, int]) -> dict[str, tuple[int, int, int
 def test_a_folder_has_one_class_per_subfolder(tmp_path):
     colours = write_classes(tmp_path, {"cats": 3, "dogs": 2, "owls": 4})
     found = data.load_labelled("folder", root=tmp_path, resolution=8)
-    assert found.classes == ("cats", "dogs", "owls") and len(found.labels) == 9
+    assert found.classes == ("cats", "dogs", "owls") == data.classes("folder", tmp_path)
+    assert found.labels.tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    assert data.num_classes("folder", tmp_path) == 3
     assert torch.equal(found.images, data.load("folder", root=tmp_path, resolution=8))
     for image, label in zip(found.images, found.labels, strict=True):
         assert tuple(image[:, 4, 4].tolist()) == colours[found.classes[label]]
     subset = data.load_labelled("folder", root=tmp_path, resolution=8, max_images=4, seed=1)
     assert subset.classes == found.classes and len(subset.labels) == 4
+    assert torch.equal(
+        subset.images, data.load("folder", root=tmp_path, resolution=8, max_images=4, seed=1)
+    )
+    for image, label in zip(subset.images, subset.labels, strict=True):
+        assert tuple(image[:, 4, 4].tolist()) == colours[found.classes[label]]
 
 
 @pytest.mark.parametrize(
@@ -395,10 +482,23 @@ def test_a_folder_without_classes_is_refused_with_one_line(tmp_path, layout, sai
         folder.mkdir(exist_ok=True)
         for i in range(n):
             Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"x{name}{i}.png")
-    with pytest.raises(data.DatasetUnlabelled) as err:
-        data.load_labelled("folder", root=tmp_path)
-    assert str(err.value).endswith(said) and "\n" not in str(err.value)
-    assert "one subfolder per class" in str(err.value)
+    for refused in (
+        lambda: data.load_labelled("folder", root=tmp_path),
+        lambda: data.classes("folder", tmp_path),
+    ):
+        with pytest.raises(data.DatasetUnlabelled) as err:
+            refused()
+        assert str(err.value).endswith(said) and "\n" not in str(err.value)
+        assert "one subfolder per class" in str(err.value)
+
+
+def test_class_names_without_loading(tmp_path):
+    assert data.classes() == data.SHAPE_CLASSES and data.num_classes("shapes") == 8
+    assert data.num_classes("cifar10", tmp_path) == data.num_classes("stl10", tmp_path) == 10
+    with pytest.raises(data.DatasetMissing, match="folder dataset needs root"):
+        data.classes("folder")
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'"):
+        data.num_classes("mnist")
 
 
 def test_a_dataset_without_labels_is_refused_with_one_line(monkeypatch):
@@ -406,6 +506,8 @@ def test_a_dataset_without_labels_is_refused_with_one_line(monkeypatch):
     monkeypatch.setitem(data._REGISTRY, "plain", plain)
     with pytest.raises(data.DatasetUnlabelled, match=r"^dataset 'plain' has no class labels$"):
         data.load_labelled("plain")
+    with pytest.raises(data.DatasetUnlabelled, match=r"^dataset 'plain' has no class labels$"):
+        data.num_classes("plain")
 
 
 def test_labelled_batches_draw_the_images_unlabelled_batches_draw():
@@ -430,3 +532,5 @@ def test_labelled_batches_draw_the_images_unlabelled_batches_draw():
     )
     with pytest.raises(ValueError, match="hold no labels"):
         plain.sample_labelled(2)
+    with pytest.raises(ValueError, match="one label per image"):
+        data.DeviceBatches(found.images, labels=found.labels[:5])
