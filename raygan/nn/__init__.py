@@ -8,7 +8,10 @@ its supernet's, so :func:`inherit` hands a candidate the supernet's trained weig
 
 Every generator has ``latent_dim`` and ``resolution`` (8 x bottom width) attributes and maps
 ``z`` of shape (N, latent_dim) to images in [-1, 1] of shape (N, 3, resolution, resolution).
-Every discriminator maps images to logits of shape (N, 1).
+Every discriminator maps images to logits of shape (N, 1). Built with ``num_classes`` (any
+builder below), a network is class-conditional (:mod:`raygan.nn.conditional`): it takes the
+classes ``y`` (LongTensor (N,)) next to its input, ``G(z, y, arch)``, ``D(x, y, arch)``, or as
+``y=``; its ``num_classes`` says how many (None when unconditional).
 
 This package imports torch only (no Ray), so it runs anywhere the models do.
 """

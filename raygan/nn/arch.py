@@ -27,6 +27,7 @@ from torch import nn
 
 from raygan import spaces
 from raygan.nn.choice import Pick
+from raygan.nn.conditional import labels_hook
 from raygan.nn.ops import op_list_of
 from raygan.spaces import Genotype
 
@@ -71,12 +72,16 @@ class Searchable(nn.Module):
     space_name: ClassVar[str]
     mixable: ClassVar[bool] = True
     """Whether the space can be searched with mixed ops (False: single path only)."""
+    num_classes: int | None = None
+    """Classes of a class-conditional network (:mod:`raygan.nn.conditional`), else None."""
 
     def __init__(self, genotype: Genotype | None) -> None:
         super().__init__()
         if genotype is not None:
             spaces.get(self.space_name).validate(genotype)
         self.genotype = genotype
+        # the classes of a conditional network, or a clear error for an unconditional one
+        self.register_forward_pre_hook(labels_hook, with_kwargs=True)
 
     @property
     def is_supernet(self) -> bool:

@@ -106,7 +106,11 @@ def mean_entropy(probs: dict[str, torch.Tensor]) -> float:
 
 
 class MixedGenerator(torch.nn.Module):
-    """A supernet generator with its mixed-op weights fixed: what IS/FID score every epoch."""
+    """A supernet generator with its mixed-op weights fixed: what IS/FID score every epoch.
+
+    It is called as its supernet is, without the weights: ``M(z)``, or ``M(z, y)`` when
+    the supernet is class-conditional (``num_classes`` mirrors the supernet's).
+    """
 
     def __init__(self, supernet: Searchable, weights: dict[str, torch.Tensor]) -> None:
         super().__init__()
@@ -114,6 +118,7 @@ class MixedGenerator(torch.nn.Module):
         self.weights = weights
         self.latent_dim = supernet.latent_dim
         self.resolution = supernet.resolution
+        self.num_classes: int | None = getattr(supernet, "num_classes", None)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.supernet(z, self.weights)
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.supernet(z, self.weights) if y is None else self.supernet(z, y, self.weights)
