@@ -33,7 +33,6 @@ def test_on_a_terminal_one_line_is_refreshed_in_place(monkeypatch):
     """Under a real pseudo-terminal the callback rewrites one line (carriage return, clear
     to the end) and ends it with a newline when the experiment ends."""
     import io
-    import os
     import pty
     import sys
     from types import SimpleNamespace
@@ -53,6 +52,18 @@ def test_on_a_terminal_one_line_is_refreshed_in_place(monkeypatch):
     progress.on_trial_complete(2, trials, trials[0])
     progress.on_step_end(2, trials)
     progress.on_experiment_end(trials)
-    shown = os.read(leader, 4096).decode()
+    shown = read_until_quiet(leader)
     assert shown.count("\r[batch0]") == 3 and shown.count("\n") == 1
     assert "0/2 done, 2 running" in shown and "1/2 done, 1 running, 0 pending" in shown
+
+
+def read_until_quiet(fd: int, quiet_s: float = 1.0) -> str:
+    """All a pseudo-terminal's leader has to give: the kernel hands what the follower wrote
+    to the leader asynchronously, so a single read can return only its first part."""
+    import os
+    import select
+
+    chunks = []
+    while select.select([fd], [], [], quiet_s)[0]:
+        chunks.append(os.read(fd, 4096))
+    return b"".join(chunks).decode()
