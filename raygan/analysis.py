@@ -223,22 +223,25 @@ def _float(digits: int) -> Callable[[float], str]:
 
 # ----- EAGAN ------------------------------------------------------------------------------------
 def hypervolume_by_generation(df: pd.DataFrame, stage: int) -> pd.DataFrame:
-    """Hypervolume of each generation's front, against one reference point per stage."""
-    from raygan.strategies.eagan import MODES, OBJECTIVES
+    """Hypervolume of each generation's front, against one reference point per stage (in
+    the objectives the stage was searched under)."""
+    from raygan.strategies.eagan import table_objectives
 
-    objectives = OBJECTIVES[stage]
-    rows = df[(df["stage"] == stage) & (df["status"] == "ok")].dropna(subset=list(objectives))
+    staged = df[df["stage"] == stage]
+    senses = table_objectives(staged, stage)
+    objectives = list(senses)
+    rows = staged[staged["status"] == "ok"].dropna(subset=objectives)
     if rows.empty:
         return pd.DataFrame(columns=["generation", "hypervolume", "front_size"])
-    signs = np.array([-1.0 if m == "max" else 1.0 for m in MODES])
-    F = rows[list(objectives)].to_numpy(float) * signs
+    signs = np.array([-1.0 if m == "max" else 1.0 for m in senses.values()])
+    F = rows[objectives].to_numpy(float) * signs
     lo, hi = F.min(axis=0), F.max(axis=0)
     scale = np.where(hi > lo, hi - lo, 1.0)
     ref = np.full(len(objectives), 1.1)  # normalised worst + 10%
     out = []
     for generation, group in rows.groupby("generation"):
-        front = pareto_front(group, dict(zip(objectives, MODES, strict=True)))
-        G = (front[list(objectives)].to_numpy(float) * signs - lo) / scale
+        front = pareto_front(group, senses)
+        G = (front[objectives].to_numpy(float) * signs - lo) / scale
         out.append(
             {
                 "generation": int(generation),
@@ -270,14 +273,16 @@ def analyze_eagan(df: pd.DataFrame, out_dir: str, label: str = "EAGAN") -> str:
     """Per stage: the last generation's Pareto front, hypervolume per generation, and three
     PNGs (every individual with the front ringed, hypervolume, the front's samples); the
     random baseline's rows (``label``) read the same."""
-    from raygan.strategies.eagan import MODES, OBJECTIVES
+    from raygan.strategies.eagan import table_objectives
 
     lines = []
     for stage in sorted(int(s) for s in df["stage"].dropna().unique()):
-        objectives = OBJECTIVES[stage]
         rows = df[df["stage"] == stage]
+        senses = table_objectives(rows, stage)
+        objectives = list(senses)
         last = rows[rows["generation"] == rows["generation"].max()]
-        front = pareto_front(last, dict(zip(objectives, MODES, strict=True))).sort_values("fid")
+        low = next(name for name, sense in senses.items() if sense == "min")
+        front = pareto_front(last, senses).sort_values(low)
         hv = hypervolume_by_generation(df, stage)
         searched = "g_genotype" if stage == 1 else "d_genotype"
         lines.append(
@@ -287,7 +292,7 @@ def analyze_eagan(df: pd.DataFrame, out_dir: str, label: str = "EAGAN") -> str:
         )
         lines.append(
             f"Pareto front of generation {int(last['generation'].max())} "
-            f"({', '.join(f'{o} {m}' for o, m in zip(objectives, MODES, strict=True))}):"
+            f"({', '.join(f'{o} {m}' for o, m in senses.items())}):"
         )
         show = front[[*objectives, searched, "checkpoint"]]
         lines.append(show.to_string(index=False, float_format=_float(3)))

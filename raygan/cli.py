@@ -84,6 +84,12 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
         default=10_000,
         help="images to hold on the device (default: 10000)",
     )
+    p.add_argument(
+        "--conditional",
+        action="store_true",
+        help="class-conditional G and D, on the dataset's labels (stl10: its labelled train "
+        "split); scored with intra-FID and class accuracy",
+    )
 
 
 def add_eval_options(p: argparse.ArgumentParser) -> None:
@@ -169,6 +175,8 @@ def resolve_arch(args: argparse.Namespace):
 
 
 def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
+    from raygan.strategies.options import num_classes
+
     return {
         "g": str(arch.g),
         "d": str(arch.d),
@@ -179,6 +187,7 @@ def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
         "dataset": args.dataset,
         "data_root": args.data_root,
         "max_images": args.max_images,
+        "num_classes": num_classes(args),
         "steps": args.steps,
         "n_critic": args.n_critic,
         "g_batch": args.g_batch,
@@ -196,6 +205,8 @@ def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from raygan import cluster, results, storage
     from raygan.strategies.options import check_dataset, check_inception_weights, check_resources
     from raygan.trainable import fit_trials, row_fields
@@ -224,6 +235,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"status {row['status']}: IS {row['is']:.3f} +- {row['is_std']:.3f}, FID {row['fid']:.3f} "
         f"({row['extractor']}, {row['eval_samples']} samples), {row['img_per_s']:.0f} img/s"
     )
+    if row["conditional"]:
+        accuracy = row["class_accuracy"]
+        shown = "" if pd.isna(accuracy) else f", class accuracy {accuracy:.3f}"
+        print(
+            f"conditional on {row['num_classes']} classes: intra-FID {row['intra_fid']:.3f}{shown}"
+        )
     print(f"table:   {results.table_path(out)}")
     if trial["checkpoint"] is not None:
         print(f"samples: {storage.join(trial['checkpoint'], 'samples.png')}")

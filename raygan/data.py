@@ -654,6 +654,24 @@ def load_labelled(
     return labels.loader(Path(root) if root else None, resolution, max_images, seed, download)
 
 
+def load_training(
+    name: str,
+    *,
+    labelled: bool,
+    root: str | os.PathLike | None = None,
+    resolution: int | None = None,
+    max_images: int | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A run's training images and, when ``labelled`` (a class-conditional run), their
+    labels: :func:`load` or :func:`load_labelled`, as every trainer reads its data."""
+    options = {"root": root, "resolution": resolution, "max_images": max_images, "seed": seed}
+    if not labelled:
+        return load(name, **options), None
+    found = load_labelled(name, **options)
+    return found.images, found.labels
+
+
 def _labels(name: str, entry: _Dataset, split: str | None) -> _Labels:
     """The dataset's labels, if it has them in ``split``: else one line saying why not."""
     labels = entry.labelled

@@ -476,7 +476,9 @@ def evaluate(
 
     Returns ``is``, ``is_std``, ``fid`` (``kid``, ``kid_std`` when asked), ``extractor``,
     ``extractor_weights`` (digest of its weights file), ``num_samples``, ``reference`` (its
-    cache key) and ``reference_images``.
+    cache key) and ``reference_images``. A class-conditional generator (``num_classes`` set)
+    is scored on class-balanced samples and adds ``intra_fid``, ``class_fid`` and, where the
+    extractor knows the classes, ``class_accuracy`` (:func:`raygan.class_metrics.evaluate`).
     """
     if isinstance(reference, str):
         reference = Reference(reference, generator.resolution)
@@ -488,6 +490,10 @@ def evaluate(
     if num_samples < ISC_SPLITS:
         raise ValueError(
             f"num_samples must be at least {ISC_SPLITS} (IS splits), got {num_samples}"
+        )
+    if getattr(generator, "num_classes", None) is not None:
+        return _evaluate_conditional(
+            generator, reference, num_samples, extractor, kid, seed, cache_dir, inception_weights
         )
     cache = Path(cache_dir or data.cache_dir())
     chosen = resolve_extractor(extractor, inception_weights=inception_weights, cache_dir=cache)
@@ -508,6 +514,34 @@ def evaluate(
     finally:
         generator.train(was_training)
     return out
+
+
+def _evaluate_conditional(
+    generator: nn.Module,
+    reference: Reference,
+    num_samples: int,
+    extractor: str,
+    kid: bool,
+    seed: int,
+    cache_dir: str | os.PathLike | None,
+    inception_weights: str | os.PathLike | None,
+) -> dict:
+    """A class-conditional generator's scores (:mod:`raygan.class_metrics`): class-balanced
+    samples, so every caller of :func:`evaluate` scores one the same way."""
+    from raygan import class_metrics  # it builds on this module
+
+    if kid:
+        raise ValueError("KID is not scored for a class-conditional generator")
+    return class_metrics.evaluate(
+        generator,
+        reference=reference,
+        num_classes=generator.num_classes,
+        num_samples=num_samples,
+        extractor=extractor,
+        seed=seed,
+        cache_dir=cache_dir,
+        inception_weights=inception_weights,
+    )
 
 
 def score_images(

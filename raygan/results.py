@@ -32,8 +32,12 @@ d_genome           list<list<i32>> the same as nested ints
 gf, df             int32           generator / discriminator widths
 resolution         int32           image size in pixels
 dataset            string          dataset name
+conditional        bool            class-conditional pair (G(z, y), projection D)
+num_classes        int32           classes it is conditioned on (null: unconditional)
 is, is_std         float64         Inception Score (10 splits) mean and std
 fid, kid           float64         FID and KID (KID optional)
+intra_fid          float64         conditional: mean over classes of each class's FID
+class_accuracy     float64         conditional: share of samples classified as drawn
 reward             float64         AutoGAN controller reward
 entropy            float64         controller entropy, or architecture-weight entropy
 baseline           float64         controller EMA baseline
@@ -100,10 +104,14 @@ SCHEMA = pa.schema(
         ("df", pa.int32()),
         ("resolution", pa.int32()),
         ("dataset", pa.string()),
+        ("conditional", pa.bool_()),
+        ("num_classes", pa.int32()),
         ("is", pa.float64()),
         ("is_std", pa.float64()),
         ("fid", pa.float64()),
         ("kid", pa.float64()),
+        ("intra_fid", pa.float64()),
+        ("class_accuracy", pa.float64()),
         ("reward", pa.float64()),
         ("entropy", pa.float64()),
         ("baseline", pa.float64()),

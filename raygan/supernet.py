@@ -77,6 +77,7 @@ class RoundSpec:
     resolution: int | None = None  # default: 8 * bottom_width
     n_cells: int | None = None  # generator cells to run (AutoGAN MLAS); None: all
     d_blocks: int | None = None  # AutoGAN-D blocks of an MLAS stage (of the first 3, + the last)
+    num_classes: int | None = None  # class-conditional pair (raygan.nn.conditional); None: not
     collapse_window: int = 0  # 0: never stop early; else losses watched for collapse
     collapse_var: float = 1e-3
     amp_bf16: bool = False
@@ -117,6 +118,7 @@ class MixedRoundSpec:
     dataset: str = "shapes"
     data_root: str | None = None
     max_images: int = 640
+    num_classes: int | None = None  # class-conditional supernets; None: not
     amp_bf16: bool = False
     channels_last: bool = False
     compile: str = "none"
@@ -151,8 +153,13 @@ def path_schedule(spec: RoundSpec) -> list[int]:
 
 
 def build_models(spec: RoundSpec) -> tuple[torch.nn.Module, torch.nn.Module]:
-    generator = nn.build_supernet(spec.g_space, width=spec.gf, bottom_width=spec.bottom_width)
-    discriminator = nn.build_discriminator(spaces.Genotype.parse(spec.d), width=spec.df)
+    classes = spec.num_classes
+    generator = nn.build_supernet(
+        spec.g_space, width=spec.gf, bottom_width=spec.bottom_width, num_classes=classes
+    )
+    discriminator = nn.build_discriminator(
+        spaces.Genotype.parse(spec.d), width=spec.df, num_classes=classes
+    )
     init_weights(generator)
     init_weights(discriminator)
     return generator, discriminator
@@ -225,8 +232,11 @@ class MixedRound:
     ) -> None:
         """``wrap``: how each module runs (default: DDP in a Train worker)."""
         self.spec = spec
-        g = nn.build_supernet(spec.g_space, width=spec.gf, bottom_width=spec.bottom_width)
-        d = nn.build_supernet(spec.d_space, width=spec.df)
+        classes = spec.num_classes
+        g = nn.build_supernet(
+            spec.g_space, width=spec.gf, bottom_width=spec.bottom_width, num_classes=classes
+        )
+        d = nn.build_supernet(spec.d_space, width=spec.df, num_classes=classes)
         init_weights(g)
         init_weights(d)
         alpha_g, alpha_d = nn.ArchLogits(g), nn.ArchLogits(d)
@@ -258,7 +268,8 @@ class MixedRound:
 
     def step(self, batches: data.DeviceBatches, i: int) -> dict[str, float]:
         with_g = (self.architect.iterations + 1) % self.trainer.cfg.n_critic == 0
-        step = functools.partial(self.architect.iteration, batches.sample(self.batch))
+        real = self.trainer.real(batches, self.batch)
+        step = functools.partial(self.architect.iteration, *real)
         return self.trainer.flops.run(with_g, step)
 
     def state_dict(self) -> dict[str, Any]:
@@ -300,9 +311,13 @@ class MixedRound:
             "g_entropy": nn.mean_entropy(probs_g),
             "d_entropy": nn.mean_entropy(probs_d),
             "g_params": nn.count_params(
-                nn.build_generator(g, width=s.gf, bottom_width=s.bottom_width)
+                nn.build_generator(
+                    g, width=s.gf, bottom_width=s.bottom_width, num_classes=s.num_classes
+                )
             ),
-            "d_params": nn.count_params(nn.build_discriminator(d, width=s.df)),
+            "d_params": nn.count_params(
+                nn.build_discriminator(d, width=s.df, num_classes=s.num_classes)
+            ),
             "g_steps": self.trainer.step,
             "d_iterations": a.iterations,
             "tau": a.tau(),
@@ -343,8 +358,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    images = data.load(
+    images, labels = data.load_training(
         spec.dataset,
+        labelled=spec.num_classes is not None,
         root=spec.data_root,
         resolution=spec.resolution or 8 * spec.bottom_width,
         max_images=spec.max_images,
@@ -355,7 +371,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(spec.seed)  # identical initial weights on every worker
     work = round_type(spec, device, world, seed, steps)
     batches = data.DeviceBatches(
-        images[rank::world], device, seed=seed, channels_last=spec.channels_last
+        images[rank::world],
+        device,
+        seed=seed,
+        channels_last=spec.channels_last,
+        labels=None if labels is None else labels[rank::world],
     )
     start = restore(work, batches, spec, device, rank, world)
     every = spec.checkpoint_every or steps

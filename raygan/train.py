@@ -14,6 +14,11 @@ supernet). One :class:`GANTrainer` therefore runs a trial's fixed pair, a shared
 (``wrap``). AdversarialNAS's two architecture steps are :class:`Architect`'s, which uses the
 trainer's losses (DARTS keeps ``architect.py`` apart from the network in the same way).
 
+A class-conditional pair (networks built with ``num_classes``, :mod:`raygan.nn.conditional`)
+trains the same way: real images go through D with their labels, fakes are drawn for classes
+uniform over the dataset's (from the trainer's noise, as BigGAN and the projection GAN do)
+and go through D with the class they were drawn for. An unconditional pair draws nothing more.
+
 No Ray here: the loop runs the same in a Tune trial, a Train worker or a plain script.
 """
 
@@ -169,6 +174,7 @@ class GANTrainer:
         self.G = generator.to(self.device, memory_format=memory_format)
         self.D = discriminator.to(self.device, memory_format=memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.num_classes: int | None = getattr(generator, "num_classes", None)
         fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel per step
         self.opt_g = torch.optim.Adam(
             self.G.parameters(), lr=cfg.g_lr, betas=tuple(cfg.betas), **fused
@@ -206,34 +212,60 @@ class GANTrainer:
     def z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.G.latent_dim, device=self.device, generator=self.noise)
 
+    def classes(self, n: int) -> dict[str, torch.Tensor]:
+        """The class keyword of ``n`` fakes' forwards: classes uniform over the dataset's,
+        drawn from the trainer's noise (none, and nothing drawn, for an unconditional pair)."""
+        if self.num_classes is None:
+            return {}
+        y = torch.randint(self.num_classes, (n,), device=self.device, generator=self.noise)
+        return {"y": y}
+
+    def real(self, data: DeviceBatches, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``n`` real images and, for a conditional pair, their labels."""
+        return data.sample_labelled(n) if self.num_classes is not None else (data.sample(n), None)
+
     def _autocast(self):
         """bf16 autocast when asked, on a GPU or the CPU."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp_bf16)
 
     # -- the losses (an Architect's steps use them too)
-    def d_loss(self, real: torch.Tensor, g_arch: ArchSource, d_arch: ArchSource) -> torch.Tensor:
+    def d_loss(
+        self,
+        real: torch.Tensor,
+        g_arch: ArchSource,
+        d_arch: ArchSource,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The D hinge loss of ``real`` (with its ``labels``, conditional) and as many fakes."""
         d_arch = _resolve(d_arch)
-        z = self.z(len(real))
+        z, drawn = self.z(len(real)), self.classes(len(real))
         with torch.no_grad(), self._autocast():
-            fake = self.run_g(z, _resolve(g_arch), **self.g_options)
+            fake = self.run_g(z, _resolve(g_arch), **self.g_options, **drawn)
+        own = {} if labels is None else {"y": labels}
         with self._autocast():
             if self.cfg.d_joint_batch:
-                logits = self.run_d(torch.cat([real, fake]), d_arch, **self.d_options)
+                both = {k: torch.cat([own[k], drawn[k]]) for k in drawn}
+                logits = self.run_d(torch.cat([real, fake]), d_arch, **self.d_options, **both)
                 return d_hinge_loss(*logits.split(len(real)))
-            real_logits = self.run_d(real, d_arch, **self.d_options)
-            return d_hinge_loss(real_logits, self.run_d(fake, d_arch, **self.d_options))
+            real_logits = self.run_d(real, d_arch, **self.d_options, **own)
+            return d_hinge_loss(real_logits, self.run_d(fake, d_arch, **self.d_options, **drawn))
 
     def g_loss(self, n: int, g_arch: ArchSource, d_arch: ArchSource) -> torch.Tensor:
         g_arch, d_arch = _resolve(g_arch), _resolve(d_arch)
+        drawn = self.classes(n)
         with self._autocast():
-            fake = self.run_g(self.z(n), g_arch, **self.g_options)
-            return g_hinge_loss(self.run_d(fake, d_arch, **self.d_options))
+            fake = self.run_g(self.z(n), g_arch, **self.g_options, **drawn)
+            return g_hinge_loss(self.run_d(fake, d_arch, **self.d_options, **drawn))
 
     # -- the weight steps
     def d_step(
-        self, real: torch.Tensor, g_arch: ArchSource = None, d_arch: ArchSource = None
+        self,
+        real: torch.Tensor,
+        g_arch: ArchSource = None,
+        d_arch: ArchSource = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        loss = self.d_loss(real, g_arch, d_arch)
+        loss = self.d_loss(real, g_arch, d_arch, labels)
         optimise(self.opt_d, loss)
         return loss.detach()
 
@@ -256,7 +288,8 @@ class GANTrainer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n_critic`` discriminator steps, then one generator step: their last losses."""
         for _ in range(self.cfg.n_critic):
-            d_loss = self.d_step(data.sample(self.cfg.d_batch), g_arch)
+            real, labels = self.real(data, self.cfg.d_batch)
+            d_loss = self.d_step(real, g_arch, None, labels)
         return self.g_step(g_arch), d_loss
 
     def observe(self, g_loss: torch.Tensor, d_loss: torch.Tensor) -> dict[str, float]:
@@ -439,13 +472,15 @@ class Architect:
 
         return draw
 
-    def iteration(self, real: torch.Tensor) -> dict[str, float]:
-        """One D iteration on this worker's share of the real batch, and G every n_critic."""
+    def iteration(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
+        """One D iteration on this worker's share of the real batch (with its labels, for a
+        conditional pair), and G every n_critic."""
         t, g_fixed = self.trainer, self.weights("g", grad=False)
         arch_half, weight_half = real.chunk(2)
-        d_arch_loss = t.d_loss(arch_half, g_fixed, self.weights("d", grad=True))
+        arch_y, weight_y = (None, None) if labels is None else labels.chunk(2)
+        d_arch_loss = t.d_loss(arch_half, g_fixed, self.weights("d", grad=True), arch_y)
         optimise(self.opt_d, d_arch_loss)
-        d_loss = t.d_step(weight_half, g_fixed, self.weights("d", grad=False))
+        d_loss = t.d_step(weight_half, g_fixed, self.weights("d", grad=False), weight_y)
         losses = {"d_arch": float(d_arch_loss.detach()), "d": float(d_loss)}
         self.iterations += 1
         if self.iterations % t.cfg.n_critic == 0:

@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "inception_weights": None,
     "latent_chunks": None,
     "n_cells": None,
+    "num_classes": None,
     "reference_images": None,
     "init_g": None,
     "init_d": None,
@@ -82,10 +83,11 @@ def build_pair(config: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module
     g = spaces.Genotype.parse(config["g"])
     d = spaces.Genotype.parse(config["d"])
     options = {k: config[k] for k in ("latent_chunks", "n_cells") if config[k]}
+    classes = config["num_classes"]
     generator = nn.build_generator(
-        g, width=config["gf"], bottom_width=config["bottom_width"], **options
+        g, width=config["gf"], bottom_width=config["bottom_width"], num_classes=classes, **options
     )
-    discriminator = nn.build_discriminator(d, width=config["df"])
+    discriminator = nn.build_discriminator(d, width=config["df"], num_classes=classes)
     init_weights(generator)
     init_weights(discriminator)
     return generator, discriminator
@@ -171,14 +173,17 @@ def prepare(
     trainer = GANTrainer(*build_pair(config), cfg, device)
     batches = None
     if cfg.steps > 0:
-        images = data.load(
+        images, labels = data.load_training(
             config["dataset"],
+            labelled=config["num_classes"] is not None,
             root=config["data_root"],
             resolution=trainer.G.resolution,
             max_images=config["max_images"],
             seed=cfg.seed,
         )
-        batches = data.DeviceBatches(images, device, seed=cfg.seed, channels_last=cfg.channels_last)
+        batches = data.DeviceBatches(
+            images, device, seed=cfg.seed, channels_last=cfg.channels_last, labels=labels
+        )
     if resume_dir is None:
         inherit_weights(trainer, config["init_g"], config["init_d"])
         return trainer, batches
@@ -319,18 +324,22 @@ def describe(trainer: GANTrainer, config: dict[str, Any]) -> dict[str, Any]:
 
 @torch.no_grad()
 def save_samples(generator: torch.nn.Module, path: str, *, n: int = 64, seed: int = 0) -> None:
-    """A square grid of samples from a fixed noise batch, as a PNG."""
+    """A square grid of samples from a fixed noise batch, as a PNG; a conditional
+    generator's rows are its classes in turn (row ``r``: class ``r mod num_classes``)."""
     from torchvision.utils import save_image
 
     device = next(generator.parameters()).device
     z = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(seed)).to(
         device
     )
+    side = int(math.sqrt(n))
+    classes = getattr(generator, "num_classes", None)
+    y = {} if classes is None else {"y": (torch.arange(n, device=device) // side) % classes}
     generator.eval()
     save_image(
-        generator(z).float().cpu(),
+        generator(z, **y).float().cpu(),
         path,
-        nrow=int(math.sqrt(n)),
+        nrow=side,
         normalize=True,
         value_range=(-1, 1),
     )
@@ -534,8 +543,9 @@ def trial_dirname(trial: Any) -> str:
 
 
 ROW_RESULTS = (
-    "resolution", "is", "is_std", "fid", "kid", "g_params", "d_params", "budget_steps",
-    "wall_s", "img_per_s", "inherited_from", "seed", "extractor", "eval_samples",
+    "resolution", "is", "is_std", "fid", "kid", "intra_fid", "class_accuracy", "g_params",
+    "d_params", "budget_steps", "wall_s", "img_per_s", "inherited_from", "seed", "extractor",
+    "eval_samples",
     *cost.COLUMNS,
 )  # fmt: skip
 """What a trial's final result contributes to its row."""
@@ -559,6 +569,8 @@ def row_fields(outcome: Outcome) -> dict[str, Any]:
         "gf": config["gf"],
         "df": config["df"],
         "dataset": config["dataset"],
+        "conditional": config["num_classes"] is not None,
+        "num_classes": config["num_classes"],
         "checkpoint": outcome["checkpoint"],
         "error": last.get("error") or error,
         **{k: last.get(k) for k in ROW_RESULTS},

@@ -247,14 +247,14 @@ def agrees_with_search(strategy: str, df, final: dict) -> None:
     """The searcher's saved state tells the same story as the table."""
     if strategy == "eagan":  # stage 2's NSGA-II: every individual's status and objectives
         from raygan.searchers.nsga2 import NSGA2
-        from raygan.strategies.eagan import MODES, OBJECTIVES
+        from raygan.strategies.eagan import objectives
 
         search = NSGA2(
             "eagan_d",
             population_size=4,
             generations=2,
-            metrics=OBJECTIVES[2],
-            modes=MODES,
+            metrics=tuple(objectives(2)),
+            modes=tuple(objectives(2).values()),
             seed=2,
             reevaluate_parents=True,  # as the driver's stage 2 (seed + stage)
         )

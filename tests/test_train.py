@@ -200,9 +200,9 @@ def test_iteration_order_and_batch_halves():
     calls: list[tuple[str, Any]] = []
     d_loss, g_loss = trainer.d_loss, trainer.g_loss
 
-    def record_d(real, g_arch, d_arch):
+    def record_d(real, g_arch, d_arch, labels=None):
         calls.append(("d_loss", real))
-        return d_loss(real, g_arch, d_arch)
+        return d_loss(real, g_arch, d_arch, labels)
 
     def record_g(n, g_arch, d_arch):
         calls.append(("g_loss", n))

@@ -295,7 +295,7 @@ class ControllerSearch:
             raise KeyError(f"no open proposal {key!r}")
         if proposal.reward is not None:
             raise ValueError(f"proposal {key!r} was already told")
-        proposal.reward = self._reward_of(result)
+        proposal.reward = self.reward_of(result)
         batch = self._batch.values()
         if len(batch) == self._batch_target() and all(p.reward is not None for p in batch):
             self._close_batch()
@@ -447,7 +447,8 @@ class ControllerSearch:
         )
         return before + sampled
 
-    def _reward_of(self, result: Mapping[str, Any] | None) -> float:
+    def reward_of(self, result: Mapping[str, Any] | None) -> float:
+        """The reward of a trial result: ``penalty`` for a failed or unusable one."""
         if result is None:
             return self.penalty
         values = {}

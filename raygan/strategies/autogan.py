@@ -17,8 +17,9 @@ and stages, except after a dynamic reset (a round whose last ``reset_window`` lo
 less than ``reset_var`` ends early; the next round re-creates G, D and their optimisers).
 
 Rows: one per scored architecture (``generation`` = iteration, ``step`` = controller step,
-``reward`` = IS or the failed trial's penalty, ``baseline`` after that step's update; ``extra``
-has ``phase``, ``kept`` and the round's losses). The final top-k are ``top1.yaml`` ..
+``reward`` = the ``--reward`` score (IS, the paper's, by default) or the failed trial's
+penalty, ``baseline`` after that step's update; ``extra`` has ``phase``, ``kept`` and the
+round's losses). The final top-k are ``top1.yaml`` ..
 ``top<k>.yaml`` (``best.yaml`` = top 1) with AutoGAN-D at the published widths.
 """
 
@@ -31,7 +32,7 @@ from typing import Any
 
 from raygan import spaces, storage
 from raygan.errors import UsageError
-from raygan.searchers.asktell import Suggestion, objectives_of
+from raygan.searchers.asktell import Suggestion
 from raygan.searchers.controller import ControllerSearch
 from raygan.spec import Spec
 from raygan.strategies import common, options
@@ -46,6 +47,21 @@ LAST_STAGE = len(spaces.get("autogan").cells) - 1
 
 
 OPTIONS = options.method_options("autogan")
+
+
+def inverse_intra_fid(values: dict[str, float]) -> float:
+    """A reward in (0, 1] that rises as the intra-FID falls (100 / (100 + intra-FID)): above
+    the failed trial's 0 for every working architecture, as the paper's IS (>= 1) is."""
+    return 100.0 / (100.0 + values["intra_fid"])
+
+
+REWARDS: dict[str, dict[str, Any]] = {
+    "is": {"reward": "is"},  # the paper's
+    "class_accuracy": {"reward": "class_accuracy", "penalty": 0.0},
+    "intra_fid": {"reward": inverse_intra_fid, "metrics": ("intra_fid",), "penalty": 0.0},
+}
+"""``--reward``: how a proposal's scores become the controller's reward (ControllerSearch's
+``reward``, ``metrics`` and ``penalty``); the last two need ``--conditional``."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,15 +91,16 @@ def validate(args: Spec) -> None:
     """Every problem in the spec, before Ray starts."""
     options.validate(args, OPTIONS)
     grow_points(args)
+    options.check_scores(args, "--reward", args.reward, [args.reward])
     if args.keep > args.candidates:
         raise UsageError(f"--keep ({args.keep}) cannot exceed --candidates ({args.candidates})")
 
 
 def new_controller(args: argparse.Namespace) -> ControllerSearch:
-    """The controller search the options describe: one stage per cell, IS reward."""
+    """The controller search the options describe: one stage per cell, ``--reward``."""
     return ControllerSearch(
         "autogan",
-        reward="is",
+        **REWARDS[args.reward],
         steps=[n * args.controller_steps for n in stage_iterations(args)],
         batch_size=args.controller_batch,
         candidates=args.candidates,
@@ -207,12 +224,12 @@ class AutoganSearch(common.Driver):
         """The controller's view of the proposal: its reward (the penalty for a failed
         trial), entropy, phase, and the baseline after its batch's update."""
         c = proposal.config
-        values = objectives_of(None if outcome["error"] else outcome["metrics"], search.metrics)
+        reward = search.reward_of(None if outcome["error"] else outcome["metrics"])
         return {
             "stage": c["mlas_stage"],
             "generation": self.state["iteration"],
             "step": c["controller_step"],
-            "reward": values["is"] if values else search.penalty,
+            "reward": reward,
             "entropy": c["entropy"],
             "baseline": search.baseline if c["phase"] == "search" else None,
             "phase": c["phase"],
@@ -250,7 +267,7 @@ class AutoganSearch(common.Driver):
             g = search.space.genotype(prefix.cells)
             arch = spaces.Arch(g, d, a.final_gf, a.final_df, self.bottom_width)
             note = (
-                f"AutoGAN top {rank} of {len(search.kept)}: reward (IS at "
+                f"AutoGAN top {rank} of {len(search.kept)}: reward ({a.reward} at "
                 f"{self.resolution(LAST_STAGE)} px with the shared weights) {prefix.reward:.3f}\n"
                 f"retrain: raygan train --genotype-file THIS_FILE (--width-scale for laptops)"
             )

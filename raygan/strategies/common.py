@@ -20,7 +20,7 @@ from raygan import faults, results, state, storage
 from raygan.errors import UsageError
 from raygan.searchers.asktell import AskTell, Suggestion
 from raygan.spec import Spec
-from raygan.strategies import batches
+from raygan.strategies import batches, options
 from raygan.strategies.batches import Outcome
 
 
@@ -330,6 +330,7 @@ class Driver:
             "dataset": a.dataset,
             "data_root": a.data_root,
             "max_images": a.max_images,
+            "num_classes": options.num_classes(a),
             "amp_bf16": a.bf16,
             "channels_last": a.channels_last,
             "compile": a.compile,

@@ -38,8 +38,27 @@ STAGE1_D = "autogan_d:"
 """Stage 1's single fixed discriminator: the paper's AutoGAN-D (not the reference code's
 small conv/BN D, METHODS.md)."""
 
-OBJECTIVES = {1: ("is", "fid", "g_params"), 2: ("is", "fid", "d_params")}
-MODES = ("max", "min", "min")
+SCORES: dict[str, str] = {"is": "max", "fid": "min", "intra_fid": "min", "class_accuracy": "max"}
+"""The scores an objective may be, with their sense; ``intra_fid`` and ``class_accuracy`` are
+a ``--conditional`` search's (class accuracy: on ``shapes``, scored with raygan-shapes-v1)."""
+
+SIZE = {1: "g_params", 2: "d_params"}
+"""Each stage's third objective: the parameters of the network it searches (min)."""
+
+
+def objectives(stage: int, scores: str = "is,fid") -> dict[str, str]:
+    """A stage's NSGA-II objectives, name -> sense: the two ``--objectives`` scores (the
+    paper's IS and FID by default), then the searched network's parameter count."""
+    return {**{name: SCORES[name] for name in scores.split(",")}, SIZE[stage]: "min"}
+
+
+def table_objectives(rows: pd.DataFrame, stage: int) -> dict[str, str]:
+    """The objectives a stage's rows were searched under (recorded with each trial)."""
+    recorded = results.extra(rows.head(1)).get("objectives")
+    chosen = (
+        recorded.iloc[0] if recorded is not None and isinstance(recorded.iloc[0], str) else None
+    )
+    return objectives(stage, chosen or "is,fid")
 
 
 OPTIONS = options.method_options("eagan")
@@ -71,12 +90,18 @@ def validate(args: Spec) -> None:
     options.validate(args, OPTIONS)
     if args.population % 2:
         raise UsageError(f"--population must be even and at least 4, got {args.population}")
+    check_objectives(args)
     if (steps := stage2_steps(args)) < 1:
         shared = f" ({args.s2_round_steps} round steps / {args.population} pairs)"
         raise UsageError(
             f"--s2-steps must be a whole number >= 1, got {steps}"
             + ("" if args.s2_steps is not None else shared)
         )
+
+
+def check_objectives(args: Spec) -> None:
+    """Conditional scores only for a conditional search that records them."""
+    options.check_scores(args, "--objectives", args.objectives, args.objectives.split(","))
 
 
 # ----- the driver -------------------------------------------------------------------------------
@@ -87,8 +112,10 @@ def trial_config(
     stage: int,
     init_g: str | None,
     init_d: dict[int, str],
+    scores: str = "is,fid",
 ) -> dict[str, Any]:
-    """The Tune trial config for one NSGA-II individual."""
+    """The Tune trial config for one NSGA-II individual (its row records the ``scores`` it
+    is selected on, so that its table is analysed under them)."""
     ident = individual["individual"]
     genotype = individual["genotype"]
     config = dict(base)
@@ -101,6 +128,7 @@ def trial_config(
         "generation": individual["generation"],
         "individual": ident,
         "parents": list(individual.get("parents") or []),
+        "objectives": scores,
     }
     return config
 
@@ -112,8 +140,8 @@ def new_search(args: Spec, stage: int, offspring: str = "bred") -> NSGA2:
         "nas_cell_g" if stage == 1 else "eagan_d",
         population_size=args.population,
         generations=args.generations,
-        metrics=OBJECTIVES[stage],
-        modes=MODES,
+        metrics=tuple(objectives(stage, args.objectives)),
+        modes=tuple(objectives(stage, args.objectives).values()),
         seed=args.seed + stage,
         reevaluate_parents=True,
         offspring=offspring,
@@ -198,6 +226,7 @@ class EaganSearch(common.Driver):
             stage=stage,
             init_g=shared["state"] if stage == 1 else self.state["g_reset"],
             init_d=self.state.get("d_weights", {}),
+            scores=self.args.objectives,
         )
 
     def shared_round(self) -> dict[str, Any] | None:
@@ -265,7 +294,7 @@ class EaganSearch(common.Driver):
     def reset_weights(self, rows: list[dict]) -> None:
         """Weight resetting: the best pair's G starts every next trial; Ds keep their own."""
         ok = [r for r in rows if r["status"] == "ok" and r["checkpoint"]]
-        best = pick_best(pd.DataFrame(ok), OBJECTIVES[2])
+        best = pick_best(pd.DataFrame(ok), objectives(2, self.args.objectives))
         self.state["g_reset"] = storage.join(best["checkpoint"], "state.pt")
         self.state["d_weights"] = {
             r["individual"]: storage.join(r["checkpoint"], "state.pt") for r in ok
@@ -283,15 +312,18 @@ class EaganSearch(common.Driver):
         front = pd.DataFrame([r for r in rows if r["rank"] == 0 and r["status"] == "ok"])
         if front.empty:
             raise common.SearchFailed(f"stage {stage} ended with no successful individual")
-        best = pick_best(front, OBJECTIVES[stage])
+        senses = objectives(stage, self.args.objectives)
+        best = pick_best(front, senses)
+        low = next(name for name, sense in senses.items() if sense == "min")
+        scores = ", ".join(f"{name} {best[name]:.3f}" for name in list(senses)[:2])
         g = spaces.Genotype.parse(best["g_genotype"])
         d = spaces.Genotype.parse(best["d_genotype"])
         if stage == 1:
             self.state["g_star"] = str(g)
         arch = spaces.Arch(g, d, self.args.final_gf, self.args.final_df, self.bottom_width)
         note = (
-            f"{self.strategy} stage {stage} pick: lowest FID on the last generation's front\n"
-            f"IS {best['is']:.3f}, FID {best['fid']:.3f}, trial {best['trial_id']}\n"
+            f"{self.strategy} stage {stage} pick: lowest {low} on the last generation's front\n"
+            f"{scores}, trial {best['trial_id']}\n"
             f"retrain: raygan train --genotype-file THIS_FILE (--width-scale for laptops)"
         )
         names = ["stage1_best.yaml"] if stage == 1 else ["stage2_best.yaml", "best.yaml"]
@@ -301,11 +333,12 @@ class EaganSearch(common.Driver):
         print(f"[{self.strategy}] stage {stage} pick: {g} / {d} -> {written}")
 
 
-def pick_best(front: pd.DataFrame, objectives: tuple[str, ...]) -> pd.Series:
-    """The documented rule: lowest FID, then highest IS, then fewest parameters."""
-    ordered = front.assign(_neg_is=-front["is"]).sort_values(
-        ["fid", "_neg_is", objectives[2]], kind="stable"
-    )
+def pick_best(front: pd.DataFrame, senses: dict[str, str]) -> pd.Series:
+    """The documented rule: the lowest of the score to minimise (FID by default), then the
+    highest of the score to maximise (IS), then the fewest parameters."""
+    (low, _), (high, _) = sorted(list(senses.items())[:2], key=lambda item: item[1] != "min")
+    size = list(senses)[2]
+    ordered = front.assign(_neg=-front[high]).sort_values([low, "_neg", size], kind="stable")
     return ordered.iloc[0]
 
 

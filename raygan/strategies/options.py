@@ -263,12 +263,15 @@ def check_inception_weights(args: argparse.Namespace) -> None:
 
 
 def check_dataset(args: argparse.Namespace, resolution: int | None = None) -> None:
-    """The dataset can be read, at ``resolution`` if given (a missing download stops here,
-    before Ray starts)."""
+    """The dataset can be read, at ``resolution`` if given, with its labels for a
+    conditional run (a missing download, or data without labels, stops here, before Ray
+    starts)."""
     from raygan import data
 
+    conditional = getattr(args, "conditional", False)
+    load = data.load_labelled if conditional else data.load
     try:
-        data.load(
+        load(
             args.dataset,
             root=args.data_root,
             resolution=resolution,
@@ -276,7 +279,40 @@ def check_dataset(args: argparse.Namespace, resolution: int | None = None) -> No
             download=args.download,
         )
     except data.DatasetMissing as err:
-        raise UsageError(f"--dataset {args.dataset}: {one_line(err)}") from None
+        flag = " --conditional" if conditional else ""
+        raise UsageError(f"--dataset {args.dataset}{flag}: {one_line(err)}") from None
     except OSError as err:  # a data root that exists but cannot be read
         where = args.data_root or data.data_root()
         raise UsageError(f"--data-root {where}: cannot read it ({one_line(err)})") from None
+
+
+def num_classes(args: argparse.Namespace) -> int | None:
+    """The classes a ``--conditional`` run's networks are built for (the dataset's, from its
+    labels' names: nothing is loaded); None for an unconditional run."""
+    from raygan import data
+
+    if not getattr(args, "conditional", False):
+        return None
+    return data.num_classes(args.dataset, args.data_root)
+
+
+CONDITIONAL_SCORES = ("intra_fid", "class_accuracy")
+"""Scores only a ``--conditional`` run records."""
+
+
+def check_scores(args: Spec, flag: str, value: str, names: list[str]) -> None:
+    """``names`` (the scores ``flag value`` selects on) are recorded by this search: the
+    conditional ones only with ``--conditional``, the class accuracy only where the extractor
+    classifies the dataset's own classes (raygan-shapes-v1 on shapes)."""
+    from raygan import class_metrics
+    from raygan.estimate import extractor_for
+
+    conditional = [name for name in names if name in CONDITIONAL_SCORES]
+    if conditional and not args.conditional:
+        raise UsageError(f"{flag} {value}: {conditional[0]} needs --conditional")
+    extractor = extractor_for(args)
+    if "class_accuracy" in names and class_metrics.CLASSIFIES.get(extractor) != args.dataset:
+        raise UsageError(
+            f"{flag} {value}: class_accuracy needs an extractor that classifies the dataset's "
+            f"classes (raygan-shapes-v1 on shapes); got {extractor} on {args.dataset}"
+        )
