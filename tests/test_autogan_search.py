@@ -199,7 +199,7 @@ def test_interrupted_search_resumes_with_the_saved_controller(search):
     # the resumed controller is the saved one: it proposes what the saved state proposes
     options = SimpleNamespace(
         iterations=ITERATIONS, grow_at="1,2", controller_steps=STEPS, controller_batch=BATCH,
-        candidates=CANDIDATES, keep=KEEP, seed=0,
+        candidates=CANDIDATES, keep=KEEP, seed=0, reward="is",
     )  # fmt: skip
     saved = autogan.new_controller(options)
     saved.load_state_dict(search.after_stage_0["controller"])
