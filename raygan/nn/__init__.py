@@ -6,9 +6,12 @@ the space's supernet, holding every candidate, whose forward takes a genotype (s
 mixed-op weights (see :mod:`raygan.nn.arch`). A fixed network's state-dict keys are a subset of
 its supernet's, so :func:`inherit` hands a candidate the supernet's trained weights.
 
-Every generator has ``latent_dim`` and ``resolution`` (8 x bottom width) attributes and maps
-``z`` of shape (N, latent_dim) to images in [-1, 1] of shape (N, 3, resolution, resolution).
-Every discriminator maps images to logits of shape (N, 1). Built with ``num_classes`` (any
+Every generator has ``latent_dim`` and ``resolution`` (bottom width x 2^cells: 8 x bottom width
+for three cells) attributes and maps ``z`` of shape (N, latent_dim) to images in [-1, 1] of
+shape (N, 3, resolution, resolution). Every discriminator, built for a ``resolution`` (32 px
+unless told), maps images of that size to logits of shape (N, 1). :func:`generator_layout`
+says which space and bottom width make a resolution (three cells up to 64 px, four at 128);
+:mod:`raygan.nn.resolution` has the rules. Built with ``num_classes`` (any
 builder below), a network is class-conditional (:mod:`raygan.nn.conditional`): it takes the
 classes ``y`` (LongTensor (N,)) next to its input, ``G(z, y, arch)``, ``D(x, y, arch)``, or as
 ``y=``; its ``num_classes`` says how many (None when unconditional).
@@ -27,11 +30,18 @@ from torch import nn
 from raygan import spaces
 from raygan.nn import conditional
 from raygan.nn.arch import Arch, EdgeSpec, Searchable
-from raygan.nn.autogan import AutoGanDiscriminator, AutoGanGenerator
+from raygan.nn.autogan import AutoGanDiscriminator, AutoGanGenerator, AutoGanGenerator4
 from raygan.nn.mixed import ArchLogits, MixedGenerator, derive, mean_entropy
-from raygan.nn.nas_cell import NasCellGenerator
+from raygan.nn.nas_cell import NasCellGenerator, NasCellGenerator4
 from raygan.nn.nas_cell_d import AdversarialNasDiscriminator, EaganDiscriminator
 from raygan.nn.ops import DOWN_OPS, NORMAL_OPS, OP_LISTS, UP_OPS
+from raygan.nn.resolution import (
+    RESOLUTIONS,
+    GeneratorLayout,
+    discriminator_downsamples,
+    generator_layout,
+    generator_resolution,
+)
 from raygan.spaces import Genotype
 
 __all__ = [
@@ -40,10 +50,12 @@ __all__ = [
     "GENERATORS",
     "NORMAL_OPS",
     "OP_LISTS",
+    "RESOLUTIONS",
     "UP_OPS",
     "Arch",
     "ArchLogits",
     "EdgeSpec",
+    "GeneratorLayout",
     "MixedGenerator",
     "Searchable",
     "build_discriminator",
@@ -51,6 +63,9 @@ __all__ = [
     "build_supernet",
     "count_params",
     "derive",
+    "discriminator_downsamples",
+    "generator_layout",
+    "generator_resolution",
     "inherit",
     "mean_entropy",
     "recalibrate_batch_norm",
@@ -58,7 +73,9 @@ __all__ = [
 
 GENERATORS: dict[str, type[Searchable]] = {
     "autogan": AutoGanGenerator,
+    "autogan4": AutoGanGenerator4,
     "nas_cell_g": NasCellGenerator,
+    "nas_cell_g4": NasCellGenerator4,
 }
 """Generator classes by space name: ``cls(genotype_or_None, *, width, bottom_width, **options)``."""
 
@@ -67,7 +84,7 @@ DISCRIMINATORS: dict[str, type[Searchable]] = {
     "eagan_d": EaganDiscriminator,
     "adversarialnas_d": AdversarialNasDiscriminator,
 }
-"""Discriminator classes by space name: ``cls(genotype_or_None, *, width)``."""
+"""Discriminator classes by space name: ``cls(genotype_or_None, *, width, resolution)``."""
 
 
 def _lookup(registry: dict[str, type[Searchable]], space: str, role: str) -> type[Searchable]:
@@ -84,24 +101,32 @@ def build_generator(
     *,
     width: int,
     bottom_width: int = 4,
+    resolution: int | None = None,
     num_classes: int | None = None,
     **options: Any,
 ) -> Searchable:
     """The fixed generator of ``g`` with ``width`` channels throughout; class-conditional
     with ``num_classes`` (:mod:`raygan.nn.conditional`: called as ``G(z, y)``).
 
-    ``options`` go to the space's class (``nas_cell_g``: ``latent_chunks``).
+    ``options`` go to the space's class (``nas_cell_g``: ``latent_chunks``). ``resolution``,
+    if given, must be the one ``bottom_width`` and the genotype's cells make, as in
+    :func:`build_supernet`.
     """
     cls = _lookup(GENERATORS, g.space, "generator")
-    return _conditioned(cls(g, width=width, bottom_width=bottom_width, **options), num_classes)
+    net = cls(g, width=width, bottom_width=bottom_width, **options)
+    _check_resolution(net, resolution)
+    return _conditioned(net, num_classes)
 
 
-def build_discriminator(d: Genotype, *, width: int, num_classes: int | None = None) -> Searchable:
-    """The fixed discriminator of ``d`` (``Genotype.parse("autogan_d:")`` for AutoGAN-D); a
-    projection discriminator with ``num_classes`` (called as ``D(x, y)``)."""
-    return _conditioned(
-        _lookup(DISCRIMINATORS, d.space, "discriminator")(d, width=width), num_classes
-    )
+def build_discriminator(
+    d: Genotype, *, width: int, resolution: int = 32, num_classes: int | None = None
+) -> Searchable:
+    """The fixed discriminator of ``d`` (``Genotype.parse("autogan_d:")`` for AutoGAN-D) for
+    ``resolution`` px images (one extra down block per doubling above 32 px; ``ValueError``
+    for a size :data:`RESOLUTIONS` lacks); a projection discriminator with ``num_classes``
+    (called as ``D(x, y)``)."""
+    cls = _lookup(DISCRIMINATORS, d.space, "discriminator")
+    return _conditioned(cls(d, width=width, resolution=resolution), num_classes)
 
 
 def _conditioned(net: Searchable, num_classes: int | None) -> Searchable:
@@ -118,18 +143,38 @@ def build_supernet(
     *,
     width: int,
     bottom_width: int = 4,
+    resolution: int | None = None,
     num_classes: int | None = None,
     **options: Any,
 ) -> Searchable:
-    """The supernet of a space: every candidate of every edge (``bottom_width``: G only);
-    class-conditional with ``num_classes``, as :func:`build_generator`."""
+    """The supernet of a space: every candidate of every edge; class-conditional with
+    ``num_classes``, as :func:`build_generator`.
+
+    ``bottom_width`` is for generators, ``resolution`` for discriminators (32 px when
+    ``None``, as :func:`build_discriminator`). A generator's resolution follows from its
+    bottom width and cells; given one, it must be that one (``ValueError`` otherwise), so a
+    caller may pass the same ``resolution`` to both players.
+    """
     role = spaces.get(space_name).role
     if role == "generator":
         cls = _lookup(GENERATORS, space_name, role)
         net = cls(None, width=width, bottom_width=bottom_width, **options)
+        _check_resolution(net, resolution)
     else:
-        net = _lookup(DISCRIMINATORS, space_name, role)(None, width=width, **options)
+        cls = _lookup(DISCRIMINATORS, space_name, role)
+        net = cls(None, width=width, resolution=32 if resolution is None else resolution, **options)
     return _conditioned(net, num_classes)
+
+
+def _check_resolution(generator: Searchable, resolution: int | None) -> None:
+    """Refuse a resolution the generator as built does not make (it would fail only later,
+    against a discriminator or the data), naming the layout that makes it."""
+    if resolution is not None and resolution != generator.resolution:
+        raise ValueError(
+            f"a {generator.space_name} generator of bottom width {generator.bottom_width} "
+            f"makes {generator.resolution} px, not {resolution}; "
+            f"nn.generator_layout({generator.space_name!r}, {resolution}) says what does"
+        )
 
 
 def count_params(module: nn.Module) -> int:

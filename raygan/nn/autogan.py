@@ -5,6 +5,8 @@ A cell has two 3x3 convs; the first upsamples x2. One choice set covers the cell
 a shortcut (1x1 conv on the upsampled cell input, added to the output) and, in cells 2 and 3,
 a bitmask of earlier cells whose skip-out is added before the second conv (most significant
 bit = earliest cell). A cell's skip-out is its first conv's output *after* its skip-ins.
+The four-cell space ``autogan4`` (:class:`AutoGanGenerator4`) adds a cell 4 whose mask covers
+cells 1 to 3.
 
 In the supernet (AutoGAN's shared GAN) the weights are shared by all architectures within each
 op choice: each conv order has its own convs, each up mode its own (transposed-conv) weights,
@@ -26,9 +28,10 @@ from torch import nn
 
 from raygan import spaces
 from raygan.nn.arch import Arch, Searchable
-from raygan.nn.blocks import DisBlock, DisTail, OptimizedDisBlock, to_rgb
+from raygan.nn.blocks import DisBlock, DisTail, OptimizedDisBlock, extra_downsampling, to_rgb
 from raygan.nn.choice import candidates
 from raygan.nn.layers import batch_norm, conv2d, conv_transpose2d, linear
+from raygan.nn.resolution import discriminator_downsamples
 from raygan.spaces import Gene, Genotype
 
 
@@ -170,7 +173,8 @@ class AutoGanCell(nn.Module):
 class AutoGanGenerator(Searchable):
     """Linear(latent -> bottom_width^2 x width) -> 3 cells -> BN/ReLU/conv3x3/tanh head.
 
-    ``n_cells`` < 3 builds only the first cells (a multi-level search stage's candidate).
+    ``n_cells`` below the space's cells builds only the first cells (a multi-level search
+    stage's candidate); ``None``: all of them.
     """
 
     space_name = "autogan"
@@ -178,10 +182,16 @@ class AutoGanGenerator(Searchable):
     latent_dim = 128
 
     def __init__(
-        self, genotype: Genotype | None, *, width: int, bottom_width: int = 4, n_cells: int = 3
+        self,
+        genotype: Genotype | None,
+        *,
+        width: int,
+        bottom_width: int = 4,
+        n_cells: int | None = None,
     ) -> None:
         super().__init__(genotype)
         cell_genes = spaces.get(self.space_name).cells
+        n_cells = len(cell_genes) if n_cells is None else n_cells
         if not 1 <= n_cells <= len(cell_genes):
             raise ValueError(f"n_cells must be 1 to {len(cell_genes)}, got {n_cells}")
         self.width = width
@@ -211,19 +221,42 @@ class AutoGanGenerator(Searchable):
         return self.head(h)
 
 
+class AutoGanGenerator4(AutoGanGenerator):
+    """The ``autogan4`` space: four cells (64 px from bottom width 4, 128 from 8).
+
+    Cell 4 may add the skip-outs of any of cells 1 to 3 (its ``skip4`` mask, 8 choices), as
+    each AutoGAN cell may add those of every earlier cell: the paper's rule carried one cell
+    further rather than a window of the nearest cells, so the four-cell space holds every
+    three-cell architecture as its first cells. :func:`skip_sources` reads the mask as for
+    cell 3 (most significant bit = earliest cell); a skip-in from cell 1 is resized x8 by the
+    cell's up mode (three transposed convs for ``deconv``).
+    """
+
+    space_name = "autogan4"
+
+
 class AutoGanDiscriminator(Searchable):
-    """AutoGAN-D: OptimizedDisBlock (down) -> DisBlock (down) -> 2 DisBlocks -> tail."""
+    """AutoGAN-D: OptimizedDisBlock (down) -> DisBlock (down) -> 2 DisBlocks -> tail.
+
+    Above 32 px (``resolution``), fixed residual down blocks (``extra``) follow the first
+    block, one per doubling (:mod:`raygan.nn.resolution`): the first block still reads the
+    image, and the published blocks after it see the sizes they see at 32 px.
+    """
 
     space_name = "autogan_d"
 
-    def __init__(self, genotype: Genotype | None = None, *, width: int) -> None:
+    def __init__(
+        self, genotype: Genotype | None = None, *, width: int, resolution: int = 32
+    ) -> None:
         super().__init__(genotype or Genotype(self.space_name, ()))
+        self.resolution = resolution
         self.blocks = nn.Sequential(
             OptimizedDisBlock(3, width),
             DisBlock(width, width, downsample=True),
             DisBlock(width, width, downsample=False),
             DisBlock(width, width, downsample=False),
         )
+        self.extra = extra_downsampling(width, discriminator_downsamples(resolution))
         self.tail = DisTail(width)
 
     def forward(
@@ -231,12 +264,13 @@ class AutoGanDiscriminator(Searchable):
     ) -> torch.Tensor:
         """Logits; ``n_blocks`` (1 to 3) runs only the first ``n_blocks`` of the first three
         blocks, then the last one: AutoGAN's multi-level search grows D with the stage
-        (stage 0 at 8 px: block 1 then block 4), each block keeping its weights as it joins."""
+        (stage 0 at 8 px: block 1 then block 4), each block keeping its weights as it joins.
+        The extra blocks of a larger resolution always run, right after block 1."""
         self.picks(arch)  # validates: the space has one architecture
-        if n_blocks is None:
-            return self.tail(self.blocks(x))
+        n_blocks = 3 if n_blocks is None else n_blocks
         if not 1 <= n_blocks <= 3:
             raise ValueError(f"n_blocks must be 1 to 3, got {n_blocks}")
-        for block in [*self.blocks[:n_blocks], self.blocks[-1]]:
+        first, *middle, last = self.blocks
+        for block in [first, self.extra, *middle[: n_blocks - 1], last]:
             x = block(x)
         return self.tail(x)

@@ -55,6 +55,23 @@ class DisBlock(nn.Module):
         return h + shortcut
 
 
+def extra_downsampling(width: int, count: int, *, reads_image: bool = False) -> nn.Sequential:
+    """``count`` fixed residual blocks of ``width`` channels, each halving the size: what a
+    discriminator adds per doubling of resolution above 32 px, so that the layers after them
+    see the sizes they see at 32 px (:mod:`raygan.nn.resolution`).
+
+    Fixed and spectrally normalised like AutoGAN-D's own blocks (SNGAN and BigGAN grow their
+    discriminators to 64 and 128 px the same way, with one more residual down block per
+    doubling). With ``reads_image`` the first block is an :class:`OptimizedDisBlock` from 3
+    channels, for a network whose own first layer would otherwise read the image. ``count``
+    0 gives an empty Sequential: no parameters, no state-dict keys, no random draws, so a
+    32 px network is exactly what it was before resolutions existed.
+    """
+    first = [OptimizedDisBlock(3, width)] if reads_image and count else []
+    rest = [DisBlock(width, width, downsample=True) for _ in range(count - len(first))]
+    return nn.Sequential(*first, *rest)
+
+
 class DisTail(nn.Module):
     """Every discriminator's tail: ReLU -> global *sum* pool -> spectral-norm Linear(ch, 1),
     plus a projection discriminator's class term where it has one

@@ -9,7 +9,14 @@ earlier cell's n2 resized to this size (cell 2 bilinear, cell 3 nearest); n3 = o
 ``latent_chunks``: AdversarialNAS uses three chunks of 40 on CIFAR-10 and two of 60 on STL-10
 (bottom width 6), which is the default. EAGAN's released STL-10 generator keeps three chunks of
 40 at bottom width 6 (maps at 6, 12, 24 px); only that structure has the 11.55M parameters the
-EAGAN paper reports, so its zoo entry asks for ``latent_chunks=3``.
+EAGAN paper reports, so its zoo entry asks for ``latent_chunks=3``. Every other bottom width
+(8 for 64 px) takes three chunks too, one per cell as on CIFAR-10.
+
+``nas_cell_g4`` (:class:`NasCellGenerator4`) is the same generator with a fourth cell (64 px
+from bottom width 4, 128 from 8). It takes the same default chunks, so its first three cells
+get their noise as the three-cell generator's do and the fourth gets none: a fourth chunk
+(``latent_chunks=4``, 30 each) would map 30 numbers to a (bottom_width x 8)^2 x width map, at
+128 px a Linear of about 32M parameters at width 256, more than the rest of the network.
 """
 
 from __future__ import annotations
@@ -27,8 +34,12 @@ from raygan.nn.choice import Pick, make_edges
 from raygan.nn.layers import conv2d, linear
 from raygan.spaces import Gene, Genotype
 
-SKIP_RESIZE = ("nearest", "bilinear", "nearest")
-"""Per receiving cell, how earlier cells' skip-outs are resized (cell 1 receives none)."""
+SKIP_RESIZE = ("nearest", "bilinear", "nearest", "nearest")
+"""Per receiving cell, how earlier cells' skip-outs are resized (cell 1 receives none).
+
+The papers' three cells fix the first three; the fourth cell of ``nas_cell_g4`` resizes as
+the papers' last cell does (nearest).
+"""
 
 
 class NasCell(nn.Module):
@@ -71,10 +82,12 @@ class NasCellGenerator(Searchable):
         cell_genes = spaces.get(self.space_name).cells
         chunks = latent_chunks if latent_chunks is not None else 2 if bottom_width == 6 else 3
         if not 1 <= chunks <= len(cell_genes) or self.latent_dim % chunks:
-            raise ValueError(f"latent_chunks must divide {self.latent_dim} and be 1..3")
+            raise ValueError(
+                f"latent_chunks must divide {self.latent_dim} and be 1..{len(cell_genes)}"
+            )
         self.width = width
         self.bottom_width = bottom_width
-        self.resolution = 8 * bottom_width
+        self.resolution = bottom_width * 2 ** len(cell_genes)
         self.latent = nn.ModuleList(
             linear(self.latent_dim // chunks, (bottom_width * 2**i) ** 2 * width)
             for i in range(chunks)
@@ -100,3 +113,9 @@ class NasCellGenerator(Searchable):
             skip, h = cell(h, skips, cell_picks)
             skips.append(skip)
         return self.head(h)
+
+
+class NasCellGenerator4(NasCellGenerator):
+    """The ``nas_cell_g4`` space: four cells of ``nas_cell_g`` (see the module doc)."""
+
+    space_name = "nas_cell_g4"
