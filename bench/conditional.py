@@ -10,7 +10,7 @@ intra-FID and class accuracy; an unconditional one has no classes to score. One 
 scale: differences inside the evaluation's noise are to be read as ties.
 
     python bench/conditional.py [--strategies eagan,autogan,adversarialnas,random,tune]
-        [--preset quick] [--seed 0] [--out DIR]
+        [--preset quick] [--seed 0] [--variants plain,conditional] [--out DIR]
     python bench/conditional.py --out DIR --only-read   # tables already there
 """
 
@@ -75,17 +75,19 @@ def main() -> None:
     p.add_argument("--preset", default="quick")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="trials/conditional")
+    p.add_argument("--variants", default="plain,conditional", help="which searches to run")
     p.add_argument("--only-read", action="store_true", help="read the tables already there")
     a = p.parse_args()
     lines = []
     for strategy in a.strategies.split(","):
-        for conditional in (False, True):
-            out = os.path.join(a.out, f"{strategy}-{'conditional' if conditional else 'plain'}")
+        for variant in a.variants.split(","):
+            conditional = variant == "conditional"
+            out = os.path.join(a.out, f"{strategy}-{variant}")
             wall = None if a.only_read else run(strategy, conditional, a, out)
             best = pick(strategy, out)
             shown = f"{wall / 60:.1f} min" if wall is not None else "read"
             line = (
-                f"{strategy:<15}{'conditional' if conditional else 'plain':<12}{shown:>9}  "
+                f"{strategy:<15}{variant:<12}{shown:>9}  "
                 f"{best['is']:6.3f} {best['fid']:8.2f} {best['intra_fid']:9.2f} "
                 f"{best['class_accuracy']:6.3f}  {best['g_genotype']}"
             )

@@ -449,16 +449,14 @@ def plot_genotypes(table: pd.DataFrame, path: str) -> list[str]:
 
     from raygan import nn
     from raygan.nn.arch import edge_specs
-    from raygan.strategies.adversarialnas import D_SPACE, G_SPACE
 
     names = list(dict.fromkeys(name for ops in nn.OP_LISTS.values() for name in ops))
     tab20 = plt.get_cmap("tab20").colors
     colours = [(0.85, 0.85, 0.85), *tab20[::2], *tab20[1::2]][: len(names)]
     cmap = ListedColormap(colours)
     fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 5 + 0.5 * len(table)), 9))
-    for ax, column, space, player in zip(
-        axes, ("g_genotype", "d_genotype"), (G_SPACE, D_SPACE), "GD", strict=True
-    ):
+    for ax, column, player in zip(axes, ("g_genotype", "d_genotype"), "GD", strict=True):
+        space = spaces.Genotype.parse(table[column].iloc[0]).space  # nas_cell_g4 at 128 px
         specs = edge_specs(space)
         cells = [spaces.Genotype.parse(text).cells for text in table[column]]
         grid = np.array([[names.index(e.choices[c[e.cell][e.gene]]) for e in specs] for c in cells])

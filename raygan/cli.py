@@ -85,6 +85,12 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
         help="images to hold on the device (default: 10000)",
     )
     p.add_argument(
+        "--resolution",
+        type=positive_int,
+        help="image size: 32, 48, 64 or 128 px (default: the dataset's, stl10 48; cifar10 "
+        "only 32, stl10 48 or 64); 128 px builds four-cell generators",
+    )
+    p.add_argument(
         "--conditional",
         action="store_true",
         help="class-conditional G and D, on the dataset's labels (stl10: its labelled train "
@@ -171,7 +177,22 @@ def resolve_arch(args: argparse.Namespace):
         except spaces.BadArchFile as err:
             raise UsageError(f"--genotype-file {err.path}: {err.problem}") from None
     scale = args.width_scale
-    return dataclasses.replace(arch, gf=zoo.scaled(arch.gf, scale), df=zoo.scaled(arch.df, scale))
+    arch = dataclasses.replace(arch, gf=zoo.scaled(arch.gf, scale), df=zoo.scaled(arch.df, scale))
+    return at_resolution(arch, args.resolution)
+
+
+def at_resolution(arch, size: int | None):
+    """``arch`` at ``--resolution`` (its own bottom width without it): the bottom width its
+    generator's cells need (:func:`raygan.nn.generator_layout`)."""
+    from raygan import nn
+
+    if size is None:
+        return arch
+    try:
+        layout = nn.generator_layout(arch.g.space, size, cells=len(arch.g.cells))
+    except ValueError as err:
+        raise UsageError(f"--resolution {size}: {err}") from None
+    return dataclasses.replace(arch, bottom_width=layout.bottom_width)
 
 
 def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
@@ -207,14 +228,21 @@ def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from raygan import cluster, results, storage
-    from raygan.strategies.options import check_dataset, check_inception_weights, check_resources
+    from raygan import cluster, nn, results, storage
+    from raygan.strategies.options import (
+        check_dataset,
+        check_inception_weights,
+        check_resolution,
+        check_resources,
+    )
     from raygan.trainable import fit_trials, row_fields
 
     arch = resolve_arch(args)  # everything checked before --out is created or Ray starts
     check_resources(args)
     check_inception_weights(args)
-    check_dataset(args, arch.bottom_width * 8)
+    size = nn.generator_resolution(arch.g.space, arch.bottom_width)
+    check_resolution(args, size)
+    check_dataset(args, size)
     out = args.out or os.path.join(
         "trials", f"train-{args.arch or 'genotype'}-{time.strftime('%Y%m%d-%H%M%S')}"
     )

@@ -578,15 +578,22 @@ class _Dataset:
     native_resolution: int
     loader: _Loader
     labelled: _Labels | None = None  # None: no labels, a conditional run refuses it
+    resolutions: tuple[int, ...] | None = None  # the sizes a run may train at; None: any
 
 
 _REGISTRY: dict[str, _Dataset] = {
     "shapes": _Dataset(32, _load_shapes, _Labels(_labelled_shapes, lambda _: SHAPE_CLASSES)),
     "cifar10": _Dataset(
-        32, _load_cifar10, _Labels(_labelled_cifar10, lambda _: CIFAR10_CLASSES, "train")
+        32,
+        _load_cifar10,
+        _Labels(_labelled_cifar10, lambda _: CIFAR10_CLASSES, "train"),
+        (32,),  # its images are 32 px: a larger run would learn upsampled blur
     ),
     "stl10": _Dataset(
-        48, _load_stl10, _Labels(_labelled_stl10, lambda _: STL10_CLASSES, STL10_LABELLED_SPLIT)
+        48,
+        _load_stl10,
+        _Labels(_labelled_stl10, lambda _: STL10_CLASSES, STL10_LABELLED_SPLIT),
+        (48, 64),  # the papers' 48, or 64 (its images are 96 px)
     ),
     "folder": _Dataset(32, _load_folder, _Labels(_labelled_folder, _folder_classes)),
 }
@@ -684,6 +691,11 @@ def _labels(name: str, entry: _Dataset, split: str | None) -> _Labels:
             f"search uses {read} (split={labels.split!r}, the default)"
         )
     return labels
+
+
+def resolutions(name: str) -> tuple[int, ...] | None:
+    """The sizes dataset ``name`` may be trained at (None: any, ``shapes`` and ``folder``)."""
+    return _entry(name).resolutions
 
 
 def classes(name: str = DEFAULT_DATASET, root: str | os.PathLike | None = None) -> tuple[str, ...]:

@@ -60,7 +60,8 @@ class Pair:
         generator = nn.build_generator(
             self.g, width=self.gf, bottom_width=self.bottom_width, **options
         )
-        return generator, nn.build_discriminator(self.d, width=self.df)
+        size = nn.generator_resolution(self.g.space, self.bottom_width)
+        return generator, nn.build_discriminator(self.d, width=self.df, resolution=size)
 
     def d_options(self) -> dict:
         """What every D forward takes (AutoGAN-D's blocks of an MLAS stage)."""
@@ -159,7 +160,7 @@ def probe(pair: Pair, seconds: float = PROBE_SECONDS) -> tuple[float, str]:
     torch.manual_seed(0)
     trainer = GANTrainer(*pair.build(), pair.cfg, device)
     trainer.d_options = pair.d_options()
-    real = NoiseImages(8 * pair.bottom_width, device)
+    real = NoiseImages(nn.generator_resolution(pair.g.space, pair.bottom_width), device)
     trainer.weight_steps(real)  # warm-up: allocation, kernel choice
     _, flops = cost.counted(lambda: trainer.weight_steps(real))
     steps, start = 0, time.perf_counter()

@@ -74,7 +74,7 @@ class RoundSpec:
     dataset: str = "shapes"
     data_root: str | None = None
     max_images: int = 10_000
-    resolution: int | None = None  # default: 8 * bottom_width
+    resolution: int | None = None  # of the images trained on; default: the whole G's
     n_cells: int | None = None  # generator cells to run (AutoGAN MLAS); None: all
     d_blocks: int | None = None  # AutoGAN-D blocks of an MLAS stage (of the first 3, + the last)
     num_classes: int | None = None  # class-conditional pair (raygan.nn.conditional); None: not
@@ -134,7 +134,7 @@ class MixedRoundSpec:
 
     @property
     def resolution(self) -> int:
-        return 8 * self.bottom_width
+        return nn.generator_resolution(self.g_space, self.bottom_width)
 
     def stream_seed(self, rank: int) -> int:
         return self.seed * 1_000_003 + rank
@@ -158,7 +158,10 @@ def build_models(spec: RoundSpec) -> tuple[torch.nn.Module, torch.nn.Module]:
         spec.g_space, width=spec.gf, bottom_width=spec.bottom_width, num_classes=classes
     )
     discriminator = nn.build_discriminator(
-        spaces.Genotype.parse(spec.d), width=spec.df, num_classes=classes
+        spaces.Genotype.parse(spec.d),
+        width=spec.df,
+        resolution=nn.generator_resolution(spec.g_space, spec.bottom_width),
+        num_classes=classes,
     )
     init_weights(generator)
     init_weights(discriminator)
@@ -236,7 +239,9 @@ class MixedRound:
         g = nn.build_supernet(
             spec.g_space, width=spec.gf, bottom_width=spec.bottom_width, num_classes=classes
         )
-        d = nn.build_supernet(spec.d_space, width=spec.df, num_classes=classes)
+        d = nn.build_supernet(
+            spec.d_space, width=spec.df, resolution=spec.resolution, num_classes=classes
+        )
         init_weights(g)
         init_weights(d)
         alpha_g, alpha_d = nn.ArchLogits(g), nn.ArchLogits(d)
@@ -316,7 +321,9 @@ class MixedRound:
                 )
             ),
             "d_params": nn.count_params(
-                nn.build_discriminator(d, width=s.df, num_classes=s.num_classes)
+                nn.build_discriminator(
+                    d, width=s.df, resolution=s.resolution, num_classes=s.num_classes
+                )
             ),
             "g_steps": self.trainer.step,
             "d_iterations": a.iterations,
@@ -362,7 +369,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         spec.dataset,
         labelled=spec.num_classes is not None,
         root=spec.data_root,
-        resolution=spec.resolution or 8 * spec.bottom_width,
+        resolution=spec.resolution or nn.generator_resolution(spec.g_space, spec.bottom_width),
         max_images=spec.max_images,
         seed=spec.seed,
     )

@@ -79,7 +79,8 @@ def train_config(config: dict[str, Any]) -> TrainConfig:
 
 
 def build_pair(config: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """G and D from the config's genotypes and widths, initialised per METHODS.md."""
+    """G and D from the config's genotypes and widths, initialised per METHODS.md; D for the
+    images the whole G makes (an AutoGAN stage that runs fewer cells trains that D too)."""
     g = spaces.Genotype.parse(config["g"])
     d = spaces.Genotype.parse(config["d"])
     options = {k: config[k] for k in ("latent_chunks", "n_cells") if config[k]}
@@ -87,7 +88,10 @@ def build_pair(config: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module
     generator = nn.build_generator(
         g, width=config["gf"], bottom_width=config["bottom_width"], num_classes=classes, **options
     )
-    discriminator = nn.build_discriminator(d, width=config["df"], num_classes=classes)
+    size = nn.generator_resolution(g.space, config["bottom_width"])
+    discriminator = nn.build_discriminator(
+        d, width=config["df"], resolution=size, num_classes=classes
+    )
     init_weights(generator)
     init_weights(discriminator)
     return generator, discriminator

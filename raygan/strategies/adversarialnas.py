@@ -72,7 +72,7 @@ def round_spec(driver: common.Driver, init: str | None) -> supernet.MixedRoundSp
     a = driver.args
     return supernet.MixedRoundSpec(
         **driver.data_settings(),
-        g_space=G_SPACE,
+        g_space=driver.layout.space,
         d_space=D_SPACE,
         batch=a.batch,
         epochs=a.epochs,
@@ -89,7 +89,7 @@ def round_spec(driver: common.Driver, init: str | None) -> supernet.MixedRoundSp
 def epoch_row(result: dict[str, Any], epoch: int, spec: supernet.MixedRoundSpec) -> dict:
     """The table row of one finished epoch: derived genotypes, entropies, EMA-mixture scores."""
     g, d = spaces.Genotype.parse(result["g"]), spaces.Genotype.parse(result["d"])
-    g_edges, d_edges = len(edge_specs(G_SPACE)), len(edge_specs(D_SPACE))
+    g_edges, d_edges = len(edge_specs(spec.g_space)), len(edge_specs(D_SPACE))
     entropy = (result["g_entropy"] * g_edges + result["d_entropy"] * d_edges) / (g_edges + d_edges)
     finite = all(math.isfinite(result[k]) for k in ("is", "fid"))
     return {
@@ -177,7 +177,7 @@ class AdversarialnasSearch(common.Driver):
             f"({last['extractor']})\n"
             f"retrain: raygan train --genotype-file THIS_FILE (--width-scale for laptops)"
         )
-        arch = spaces.Arch(g, d, a.final_gf, a.final_df, common.bottom_width(a.dataset))
+        arch = spaces.Arch(g, d, a.final_gf, a.final_df, self.layout.bottom_width)
         spaces.write_arch_file(storage.join(self.out, "best.yaml"), arch, comment=note)
 
 
@@ -189,9 +189,9 @@ def estimate(args: Spec) -> list[Any]:
     from raygan import estimate as est
     from raygan.train import TrainConfig
 
-    bw = common.bottom_width(args.dataset)
+    g_space, bw = options.layout(args, G_SPACE)
     spec = supernet.MixedRoundSpec(
-        g_space=G_SPACE, d_space=D_SPACE, gf=args.gf, df=args.df, n_critic=args.n_critic,
+        g_space=g_space, d_space=D_SPACE, gf=args.gf, df=args.df, n_critic=args.n_critic,
         bottom_width=bw, batch=args.batch,
     )  # fmt: skip
     iterations = args.epochs * spec.round_steps(args.max_images)
@@ -201,7 +201,7 @@ def estimate(args: Spec) -> list[Any]:
         * args.eval_samples
         * (per_sample + est.extractor_flops(est.extractor_for(args)))
     )
-    g, d = (est.sampled(space, args.seed, 1)[0] for space in (G_SPACE, D_SPACE))
+    g, d = (est.sampled(space, args.seed, 1)[0] for space in (g_space, D_SPACE))
     cfg = TrainConfig(n_critic=args.n_critic, g_batch=args.batch, d_batch=args.batch // 2)
     pair = est.Pair(g, d, args.gf, args.df, bw, cfg)
     return [est.Stage("search (mixed-op supernets)", iterations * train, scoring, pair)]

@@ -92,6 +92,11 @@ def validate(args: Spec) -> None:
     options.validate(args, OPTIONS)
     grow_points(args)
     options.check_scores(args, "--reward", args.reward, [args.reward])
+    if options.layout(args, "autogan").space != "autogan":
+        raise UsageError(
+            f"--resolution {options.resolution(args)}: AutoGAN's multi-level search grows "
+            "three cells, up to 64 px"
+        )
     if args.keep > args.candidates:
         raise UsageError(f"--keep ({args.keep}) cannot exceed --candidates ({args.candidates})")
 
@@ -151,12 +156,15 @@ class AutoganSearch(common.Driver):
             "resets": [],
         }
 
+    G_FAMILY = "autogan"
+
     @property
     def bottom_width(self) -> int:
-        return common.bottom_width(self.args.dataset)
+        return self.layout.bottom_width
 
     def resolution(self, stage: int) -> int:
-        """Stage ``s`` generates from its first ``s + 1`` cells: 8, 16, 32 px on CIFAR-10."""
+        """Stage ``s`` generates from its first ``s + 1`` cells: 8, 16, 32 px on CIFAR-10
+        (16, 32, 64 at 64 px)."""
         return self.bottom_width * 2 ** (stage + 1)
 
     def references(self) -> list[Any]:
@@ -316,7 +324,8 @@ def estimate(args: Spec) -> list[Any]:
     from raygan import estimate as est
     from raygan.train import TrainConfig
 
-    a, bw, d = args, common.bottom_width(args.dataset), spaces.Genotype.parse(D)
+    a, d = args, spaces.Genotype.parse(D)
+    bw = options.layout(args, "autogan").bottom_width
     cfg = TrainConfig(n_critic=a.n_critic, g_batch=a.g_batch, d_batch=a.d_batch)
     extractor, drawn = est.extractor_for(a), est.sampled("autogan", a.seed)
     scored = a.eval_samples + 64 + est.RECALIBRATION_SAMPLES  # a reward trial's G forwards

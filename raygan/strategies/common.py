@@ -24,11 +24,6 @@ from raygan.strategies import batches, options
 from raygan.strategies.batches import Outcome
 
 
-def bottom_width(dataset: str) -> int:
-    """The generators' bottom width: 6 for STL-10's 48 px, 4 (32 px) otherwise."""
-    return 6 if dataset == "stl10" else 4
-
-
 class SearchFailed(RuntimeError):
     """Every trial of a boundary failed: something systemic (data, metrics, weights), not a
     bad architecture. The boundary is not recorded; ``--resume`` repeats it."""
@@ -58,6 +53,8 @@ class Driver:
     """
 
     STATE = "search_state.json"
+    G_FAMILY = "nas_cell_g"
+    """The generator space family searched (its member for the size: :attr:`layout`)."""
     RUN_ONLY = frozenset(
         {"address", "concurrency", "cpus", "gpus", "resume", "out", "max_failures", "download"}
         | {"inception_weights", "data_root", "estimate", "tflops"}
@@ -320,13 +317,18 @@ class Driver:
             ),
         }
 
+    @property
+    def layout(self) -> Any:
+        """The generator space and bottom width of this search's ``--resolution``."""
+        return options.layout(self.args, self.G_FAMILY)
+
     def data_settings(self) -> dict[str, Any]:
         """What every round and trial of this search trains on, and how (spec fields)."""
         a = self.args
         return {
             "gf": a.gf,
             "df": a.df,
-            "bottom_width": bottom_width(a.dataset),
+            "bottom_width": self.layout.bottom_width,
             "dataset": a.dataset,
             "data_root": a.data_root,
             "max_images": a.max_images,

@@ -137,7 +137,7 @@ def new_search(args: Spec, stage: int, offspring: str = "bred") -> NSGA2:
     """A stage's NSGA-II before its first generation: G's space in stage 1, D's in stage 2;
     ``offspring`` as :class:`NSGA2`'s (``uniform``: the random baseline)."""
     return NSGA2(
-        "nas_cell_g" if stage == 1 else "eagan_d",
+        options.layout(args, "nas_cell_g").space if stage == 1 else "eagan_d",
         population_size=args.population,
         generations=args.generations,
         metrics=tuple(objectives(stage, args.objectives)),
@@ -179,7 +179,7 @@ class EaganSearch(common.Driver):
     def references(self) -> list[Any]:
         from raygan.trainable import reference_for
 
-        return [reference_for(self.base_config(1), 8 * self.bottom_width)]
+        return [reference_for(self.base_config(1), options.resolution(self.args))]
 
     @property
     def finished(self) -> bool:
@@ -187,7 +187,7 @@ class EaganSearch(common.Driver):
 
     @property
     def bottom_width(self) -> int:
-        return common.bottom_width(self.args.dataset)
+        return self.layout.bottom_width
 
     def search(self) -> NSGA2:
         algorithm = new_search(self.args, self.state["stage"], self.OFFSPRING)
@@ -238,7 +238,7 @@ class EaganSearch(common.Driver):
         a, search = self.args, self.search()
         steps = a.round_steps + (a.warmup_steps if search.generation == 0 else 0)
         spec = supernet.RoundSpec(
-            g_space="nas_cell_g",
+            g_space=self.layout.space,
             d=STAGE1_D,
             paths=[ind["genotype"] for ind in search.population()],
             **self.data_settings(),
@@ -350,7 +350,8 @@ def estimate(args: Spec) -> list[Any]:
     from raygan import estimate as est
     from raygan.train import TrainConfig
 
-    a, bw, scored = args, common.bottom_width(args.dataset), args.population * args.generations
+    a, scored = args, args.population * args.generations
+    bw = options.layout(args, "nas_cell_g").bottom_width
     extractor = est.extractor_for(a)
     batches = {"g_batch": a.g_batch, "d_batch": a.d_batch}
     d, stages = spaces.Genotype.parse(STAGE1_D), []

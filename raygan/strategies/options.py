@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -184,11 +184,45 @@ def check_options(spec: Spec, options: Mapping[str, Option]) -> None:
 
 
 def validate(spec: Spec, options: Mapping[str, Option]) -> None:
-    """What every search checks before Ray starts: its options, its resources and the
-    metric's weights file (the dataset: :func:`check_dataset`)."""
+    """What every search checks before Ray starts: its options, its resources, its
+    resolution and the metric's weights file (the dataset: :func:`check_dataset`)."""
     check_options(spec, options)
     check_resources(spec)
+    check_resolution(spec)
     check_inception_weights(spec)
+
+
+def resolution(args: argparse.Namespace) -> int:
+    """The size a run trains at: ``--resolution``, else the dataset's own (stl10: 48)."""
+    from raygan import data
+
+    return getattr(args, "resolution", None) or data.native_resolution(args.dataset)
+
+
+def check_resolution(args: argparse.Namespace, size: int | None = None) -> None:
+    """The run's size (``size``, else :func:`resolution`) is one a layout reaches
+    (:data:`raygan.nn.RESOLUTIONS`) and one the dataset allows (cifar10: 32; stl10: 48 or
+    64; shapes and folder: any)."""
+    from raygan import data, nn
+
+    size = size or resolution(args)
+    if size not in nn.RESOLUTIONS:
+        allowed = ", ".join(map(str, nn.RESOLUTIONS))
+        raise UsageError(f"--resolution must be one of {allowed}, got {size}")
+    allowed_here = data.resolutions(args.dataset)
+    if allowed_here is not None and size not in allowed_here:
+        raise UsageError(
+            f"--resolution {size}: --dataset {args.dataset} trains at "
+            f"{' or '.join(map(str, allowed_here))} px"
+        )
+
+
+def layout(args: argparse.Namespace, family: str) -> Any:
+    """The generator space of ``family`` and the bottom width that reach the run's size
+    (:func:`raygan.nn.generator_layout`: three cells up to 64 px, four at 128)."""
+    from raygan import nn
+
+    return nn.generator_layout(family, resolution(args))
 
 
 def machine_cpus() -> int:
@@ -262,10 +296,10 @@ def check_inception_weights(args: argparse.Namespace) -> None:
         raise UsageError(f"{name} {given}: no such file; allowed: a local weights file")
 
 
-def check_dataset(args: argparse.Namespace, resolution: int | None = None) -> None:
-    """The dataset can be read, at ``resolution`` if given, with its labels for a
-    conditional run (a missing download, or data without labels, stops here, before Ray
-    starts)."""
+def check_dataset(args: argparse.Namespace, size: int | None = None) -> None:
+    """The dataset can be read, at ``size`` (default: the run's :func:`resolution`), with
+    its labels for a conditional run (a missing download, or data without labels, stops
+    here, before Ray starts)."""
     from raygan import data
 
     conditional = getattr(args, "conditional", False)
@@ -274,7 +308,7 @@ def check_dataset(args: argparse.Namespace, resolution: int | None = None) -> No
         load(
             args.dataset,
             root=args.data_root,
-            resolution=resolution,
+            resolution=size or resolution(args),
             max_images=8,
             download=args.download,
         )

@@ -48,6 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def validate(args: Spec) -> None:
     """Every problem in the spec, before Ray starts."""
     options.validate(args, OPTIONS)
+    if "g" not in searched(args) and options.layout(args, SPACES["g"]).space != SPACES["g"]:
+        raise UsageError(
+            f"--resolution {options.resolution(args)} needs a four-cell generator: search it "
+            "(--search g or both); the fixed one is EAGAN's three-cell G"
+        )
     if args.asha and args.trial_steps < 4:
         raise UsageError(
             f"--asha needs --trial-steps of 4 or more (its rungs are a quarter and a "
@@ -82,9 +87,15 @@ def searched(args: Spec) -> list[str]:
     return ["g", "d"] if args.search == "both" else [args.search]
 
 
+def searched_space(args: Spec, side: str) -> str:
+    """The space searched on ``side``: G's is the family member for the size (four cells at
+    128 px)."""
+    return options.layout(args, SPACES["g"]).space if side == "g" else SPACES[side]
+
+
 def new_search(args: Spec) -> TuneSearch:
     return TuneSearch(
-        {side: spaces.get(SPACES[side]) for side in searched(args)},
+        {side: spaces.get(searched_space(args, side)) for side in searched(args)},
         searcher=args.searcher,
         trials=args.trials,
         batch=args.batch,
@@ -112,7 +123,7 @@ class TuneDriver(common.Driver):
     def references(self) -> list[Any]:
         from raygan.trainable import reference_for
 
-        return [reference_for(self.base_config(), 8 * common.bottom_width(self.args.dataset))]
+        return [reference_for(self.base_config(), options.resolution(self.args))]
 
     @property
     def finished(self) -> bool:
@@ -181,7 +192,7 @@ class TuneDriver(common.Driver):
             spaces.Genotype.parse(best["d_genotype"]),
             a.final_gf,
             a.final_df,
-            common.bottom_width(a.dataset),
+            self.layout.bottom_width,
         )
         note = (
             f"raygan search tune ({a.searcher}) pick: lowest FID of {len(ok)} architectures\n"
@@ -198,7 +209,7 @@ def estimate(args: Spec) -> list[Any]:
     from raygan import estimate as est
     from raygan.train import TrainConfig
 
-    a, bw = args, common.bottom_width(args.dataset)
+    a, bw = args, options.layout(args, "nas_cell_g").bottom_width
     cfg = TrainConfig(n_critic=a.n_critic, g_batch=a.g_batch, d_batch=a.d_batch)
     search, pairs = new_search(a), []
     while len(pairs) < est.SAMPLED and (proposal := search.ask()) is not None:
