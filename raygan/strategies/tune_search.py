@@ -30,7 +30,7 @@ from raygan.errors import UsageError
 from raygan.searchers.tune_searcher import TuneSearch
 from raygan.spec import Spec
 from raygan.strategies import common, options
-from raygan.strategies.eagan import pick_best
+from raygan.strategies.eagan import objectives, pick_best
 
 HELP = "any Tune searcher (Optuna NSGA-II / TPE, random) on raygan's spaces, trials from scratch"
 
@@ -185,7 +185,7 @@ class TuneDriver(common.Driver):
         ok = df[(df["kind"] == "trial") & (df["status"] == "ok")].dropna(subset=["is", "fid"])
         if ok.empty:
             raise common.SearchFailed("no architecture was scored")
-        best = pick_best(pd.DataFrame(ok), ("is", "fid", "g_params"))
+        best = pick_best(pd.DataFrame(ok), objectives(1))  # the paper's: FID, IS, G size
         a = self.args
         arch = spaces.Arch(
             spaces.Genotype.parse(best["g_genotype"]),
