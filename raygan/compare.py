@@ -47,13 +47,13 @@ class Search:
 def load(paths: list[str]) -> list[Search]:
     """Each folder's table; one line naming the first folder that cannot be compared."""
     if len(set(paths)) < len(paths):
-        raise UsageError("raygan compare: a folder is named twice")
+        raise UsageError("a folder is named twice")
     found = []
     for path in paths:
         df = results.load(path)
         trials = df[df["kind"] != "round"]
         if trials.empty:
-            raise UsageError(f"raygan compare: no trial rows at {path}")
+            raise UsageError(f"no trial rows at {path}")
         strategy = label(trials)
         seed = int(trials["seed"].dropna().iloc[0]) if trials["seed"].notna().any() else 0
         found.append(Search(path, strategy, seed, df.reset_index(drop=True)))
@@ -80,7 +80,7 @@ def check_alike(searches: list[Search]) -> None:
         for what, of in (("dataset", dataset), ("extractor", extractor), ("spaces", spaces_of)):
             if of(s) != of(first):
                 raise UsageError(
-                    f"raygan compare: {s.name} and {first.name} differ in {what} "
+                    f"{s.name} and {first.name} differ in {what} "
                     f"({of(s)} vs {of(first)}); only searches of one space and dataset compare"
                 )
 
@@ -110,7 +110,7 @@ def normalisation(searches: list[Search]) -> tuple[np.ndarray, np.ndarray]:
     """The lowest and the span of each (minimised) objective over every search's rows."""
     F = np.concatenate([minimised(scored(s)) for s in searches])
     if not len(F):
-        raise UsageError("raygan compare: no search has a scored trial")
+        raise UsageError("no search has a scored trial")
     lo, hi = F.min(axis=0), F.max(axis=0)
     return lo, np.where(hi > lo, hi - lo, 1.0)
 

@@ -102,3 +102,4 @@ def test_searches_that_do_not_compare_are_refused_with_one_line(tmp_path, capsys
     assert main(["compare", a, b]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+    assert err.startswith("raygan compare: error: ") and err.count("raygan compare") == 1
