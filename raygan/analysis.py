@@ -225,7 +225,7 @@ def _float(digits: int) -> Callable[[float], str]:
 def hypervolume_by_generation(df: pd.DataFrame, stage: int) -> pd.DataFrame:
     """Hypervolume of each generation's front, against one reference point per stage (in
     the objectives the stage was searched under)."""
-    from raygan.strategies.eagan import table_objectives
+    from raygan.strategies.selection import table_objectives
 
     staged = df[df["stage"] == stage]
     senses = table_objectives(staged, stage)
@@ -273,7 +273,7 @@ def analyze_eagan(df: pd.DataFrame, out_dir: str, label: str = "EAGAN") -> str:
     """Per stage: the last generation's Pareto front, hypervolume per generation, and three
     PNGs (every individual with the front ringed, hypervolume, the front's samples); the
     random baseline's rows (``label``) read the same."""
-    from raygan.strategies.eagan import table_objectives
+    from raygan.strategies.selection import lowest, table_objectives
 
     lines = []
     for stage in sorted(int(s) for s in df["stage"].dropna().unique()):
@@ -281,8 +281,7 @@ def analyze_eagan(df: pd.DataFrame, out_dir: str, label: str = "EAGAN") -> str:
         senses = table_objectives(rows, stage)
         objectives = list(senses)
         last = rows[rows["generation"] == rows["generation"].max()]
-        low = next(name for name, sense in senses.items() if sense == "min")
-        front = pareto_front(last, senses).sort_values(low)
+        front = pareto_front(last, senses).sort_values(lowest(senses))
         hv = hypervolume_by_generation(df, stage)
         searched = "g_genotype" if stage == 1 else "d_genotype"
         lines.append(

@@ -247,7 +247,7 @@ def agrees_with_search(strategy: str, df, final: dict) -> None:
     """The searcher's saved state tells the same story as the table."""
     if strategy == "eagan":  # stage 2's NSGA-II: every individual's status and objectives
         from raygan.searchers.nsga2 import NSGA2
-        from raygan.strategies.eagan import objectives
+        from raygan.strategies.selection import objectives
 
         search = NSGA2(
             "eagan_d",

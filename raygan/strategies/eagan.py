@@ -31,35 +31,13 @@ from raygan.searchers.asktell import Suggestion
 from raygan.searchers.nsga2 import NSGA2
 from raygan.spec import Spec
 from raygan.strategies import common, options
+from raygan.strategies.selection import PAPER_SCORES, lowest, objectives, pick_best
 
 HELP = "EAGAN: two-stage NSGA-II evolution of G (shared supernet), then D (weight resetting)"
 
 STAGE1_D = "autogan_d:"
 """Stage 1's single fixed discriminator: the paper's AutoGAN-D (not the reference code's
 small conv/BN D, METHODS.md)."""
-
-SCORES: dict[str, str] = {"is": "max", "fid": "min", "intra_fid": "min", "class_accuracy": "max"}
-"""The scores an objective may be, with their sense; ``intra_fid`` and ``class_accuracy`` are
-a ``--conditional`` search's (class accuracy: on ``shapes``, scored with raygan-shapes-v1)."""
-
-SIZE = {1: "g_params", 2: "d_params"}
-"""Each stage's third objective: the parameters of the network it searches (min)."""
-
-
-def objectives(stage: int, scores: str = "is,fid") -> dict[str, str]:
-    """A stage's NSGA-II objectives, name -> sense: the two ``--objectives`` scores (the
-    paper's IS and FID by default), then the searched network's parameter count."""
-    return {**{name: SCORES[name] for name in scores.split(",")}, SIZE[stage]: "min"}
-
-
-def table_objectives(rows: pd.DataFrame, stage: int) -> dict[str, str]:
-    """The objectives a stage's rows were searched under (recorded with each trial)."""
-    recorded = results.extra(rows.head(1)).get("objectives")
-    chosen = (
-        recorded.iloc[0] if recorded is not None and isinstance(recorded.iloc[0], str) else None
-    )
-    return objectives(stage, chosen or "is,fid")
-
 
 OPTIONS = options.method_options("eagan")
 
@@ -112,7 +90,7 @@ def trial_config(
     stage: int,
     init_g: str | None,
     init_d: dict[int, str],
-    scores: str = "is,fid",
+    scores: str = PAPER_SCORES,
 ) -> dict[str, Any]:
     """The Tune trial config for one NSGA-II individual (its row records the ``scores`` it
     is selected on, so that its table is analysed under them)."""
@@ -314,7 +292,7 @@ class EaganSearch(common.Driver):
             raise common.SearchFailed(f"stage {stage} ended with no successful individual")
         senses = objectives(stage, self.args.objectives)
         best = pick_best(front, senses)
-        low = next(name for name, sense in senses.items() if sense == "min")
+        low = lowest(senses)
         scores = ", ".join(f"{name} {best[name]:.3f}" for name in list(senses)[:2])
         g = spaces.Genotype.parse(best["g_genotype"])
         d = spaces.Genotype.parse(best["d_genotype"])
@@ -331,15 +309,6 @@ class EaganSearch(common.Driver):
             spaces.write_arch_file(storage.join(self.out, name), arch, comment=note)
         written = storage.join(self.out, names[-1])
         print(f"[{self.strategy}] stage {stage} pick: {g} / {d} -> {written}")
-
-
-def pick_best(front: pd.DataFrame, senses: dict[str, str]) -> pd.Series:
-    """The documented rule: the lowest of the score to minimise (FID by default), then the
-    highest of the score to maximise (IS), then the fewest parameters."""
-    (low, _), (high, _) = sorted(list(senses.items())[:2], key=lambda item: item[1] != "min")
-    size = list(senses)[2]
-    ordered = front.assign(_neg=-front[high]).sort_values([low, "_neg", size], kind="stable")
-    return ordered.iloc[0]
 
 
 def estimate(args: Spec) -> list[Any]:

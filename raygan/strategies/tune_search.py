@@ -30,7 +30,7 @@ from raygan.errors import UsageError
 from raygan.searchers.tune_searcher import TuneSearch
 from raygan.spec import Spec
 from raygan.strategies import common, options
-from raygan.strategies.eagan import objectives, pick_best
+from raygan.strategies.selection import objectives, pick_best
 
 HELP = "any Tune searcher (Optuna NSGA-II / TPE, random) on raygan's spaces, trials from scratch"
 
