@@ -344,8 +344,10 @@ def check_scores(args: Spec, flag: str, value: str, names: list[str]) -> None:
     conditional = [name for name in names if name in CONDITIONAL_SCORES]
     if conditional and not args.conditional:
         raise UsageError(f"{flag} {value}: {conditional[0]} needs --conditional")
-    extractor = extractor_for(args)
-    if "class_accuracy" in names and class_metrics.CLASSIFIES.get(extractor) != args.dataset:
+    if "class_accuracy" not in names:
+        return
+    extractor = extractor_for(args)  # resolving `auto` looks for Inception's weights
+    if class_metrics.CLASSIFIES.get(extractor) != args.dataset:
         raise UsageError(
             f"{flag} {value}: class_accuracy needs an extractor that classifies the dataset's "
             f"classes (raygan-shapes-v1 on shapes); got {extractor} on {args.dataset}"
