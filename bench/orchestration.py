@@ -8,6 +8,8 @@ machine's CPUs), then reads its table's cost columns:
   and Tune start-up, worker processes, data and weight loading, checkpoints, the driver);
 - **per boundary**: each shared round's wall against its workers' own training, scoring and
   set-up, and the mean trial's set-up;
+- **estimate**: ``raygan search NAME --estimate``'s training FLOPs of each stage, against
+  the FLOPs the rows recorded (their ``train_flops``, shared rounds included);
 - **paper model**: a paper-size EAGAN stage-1 generation's training and scoring time at
   ``--tflops`` (from ``raygan search eagan --preset paper --estimate``'s counts), against the
   orchestration this search measured per round and per trial: the share orchestration
@@ -59,6 +61,22 @@ def overheads(df) -> dict[str, float]:
     }
 
 
+def estimated_vs_measured(df, strategy: str, preset: str) -> list[tuple[str, float, float]]:
+    """Each stage's estimated training FLOPs and those its rows recorded (EAGAN's stages
+    by the ``stage`` column; another strategy's as one total)."""
+    from raygan import strategies
+    from raygan.cli import build_parser
+    from raygan.spec import build_spec
+
+    args = build_parser().parse_args(["search", strategy, "--preset", preset])
+    module = strategies.available()[strategy]
+    stages = module.estimate(build_spec(strategy, args))
+    if "stage" in df and len(stages) == df["stage"].nunique():
+        measured = df.groupby("stage")["train_flops"].sum().tolist()
+        return [(st.name, st.train_flops, m) for st, m in zip(stages, measured, strict=True)]
+    return [("all", sum(st.train_flops for st in stages), float(df["train_flops"].sum()))]
+
+
 def paper_generation(tflops: float) -> dict[str, float]:
     """A paper-size stage-1 generation's seconds of training and scoring at ``tflops``, and its
     trials (from the estimate's counts: 1 of 18 generations; the warm-up left out)."""
@@ -99,6 +117,11 @@ def main() -> None:
     )
     o = overheads(df)
     print(f"  orchestration per shared round {o['round']:.1f} s, per trial {o['trial']:.1f} s")
+    for name, estimated, measured in estimated_vs_measured(df, a.strategy, a.preset):
+        print(
+            f"  {name}: estimate {estimated / 1e12:.3f} TFLOP trained, rows {measured / 1e12:.3f}"
+            f" ({estimated / measured:.3f}x)"
+        )
     g = paper_generation(a.tflops)
     work = g["train_s"] + g["eval_s"]
     # one round, then the trials a GPU each, one after another on one GPU: the worst case

@@ -31,6 +31,10 @@ def _quiet_ray() -> None:
     # advice would drown it (trials checkpoint often on purpose, to be resumable).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # A shared round's controller polls its workers every 0.2 s, not Ray's 2 s: a finished
+    # round otherwise idles until the next poll. The local Ray inherits it; a cluster's nodes
+    # set it themselves (cluster.yaml).
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
