@@ -2,8 +2,9 @@
 
 For a pair at a preset's size (EAGAN's published G against AutoGAN-D, n_critic 5), in one run:
 TFLOP/s of fp32, bf16 autocast, + channels_last, + ``torch.compile`` (default mode), +
-``reduce-overhead`` (CUDA graphs of the compiled forwards), each as a ratio of fp32 and as a
-share of ``--peak``; the same for a supernet round's steps (one drawn path per step); and a
+``reduce-overhead`` (CUDA graphs of the compiled forwards), + ``cuda_graphs`` (the whole eager
+step as one CUDA graph: pairs only), each as a ratio of fp32 and as a share of ``--peak``; the
+same for a supernet round's steps (one drawn path per step: no whole-step graph); and a
 ``torch.profiler`` summary of one step of the fastest variant (top kernels by device time, and
 the device's idle share of the step: launch gaps and host waits). FLOPs per step come from
 :func:`raygan.cost.pair_step_flops`, the rate from the wall of ``--steps`` timed steps after
@@ -36,7 +37,8 @@ VARIANTS = {
     "bf16": {"amp_bf16": True},
     "bf16+cl": {"amp_bf16": True, "channels_last": True},
     "bf16+cl+compile": {"amp_bf16": True, "channels_last": True, "compile": "default"},
-    "bf16+cl+graphs": {"amp_bf16": True, "channels_last": True, "compile": "reduce-overhead"},
+    "bf16+cl+compile-ro": {"amp_bf16": True, "channels_last": True, "compile": "reduce-overhead"},
+    "bf16+cl+graphs": {"amp_bf16": True, "channels_last": True, "cuda_graphs": True},
 }
 D = spaces.Genotype.parse("autogan_d:")
 
@@ -73,7 +75,7 @@ def rate(size: dict, variant: dict, steps: int, device: torch.device, supernet: 
 
 
 def step_flops(size: dict, cfg: TrainConfig, path, supernet: bool) -> float:
-    plain = dataclasses.replace(cfg, compile="none")
+    plain = dataclasses.replace(cfg, compile="none", cuda_graphs=False)
     d, g = cost.pair_step_flops(lambda: pair(size, supernet), plain, path)
     return cfg.n_critic * d + g
 
@@ -121,6 +123,8 @@ def main() -> None:
     for supernet in (False, True):
         base = None
         for name in a.variants.split(","):
+            if supernet and VARIANTS[name].get("cuda_graphs"):
+                continue  # a round's path changes every step: nothing static to capture
             r = rate(size, VARIANTS[name], a.steps, device, supernet)
             base = base or r["tflops"]
             what = "supernet round (paths)" if supernet else "fixed pair (trial)"

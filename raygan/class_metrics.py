@@ -30,10 +30,17 @@ CLASSIFIES = {metrics.SHAPES_EXTRACTOR: "shapes"}
 
 @torch.no_grad()
 def balanced_samples(
-    generator: nn.Module, num_samples: int, num_classes: int, *, seed: int, batch_size: int = 100
+    generator: nn.Module,
+    num_samples: int,
+    num_classes: int,
+    *,
+    seed: int,
+    batch_size: int = 100,
+    bf16: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``num_samples`` uint8 images (as torch-fidelity reads them) with their classes, every
-    class drawn equally often (the first ``num_samples % num_classes`` once more)."""
+    class drawn equally often (the first ``num_samples % num_classes`` once more); ``bf16``:
+    the generator runs under bf16 autocast (:func:`raygan.metrics.generator_autocast`)."""
     device = next(generator.parameters()).device
     labels = torch.arange(num_samples) % num_classes
     z = torch.randn(
@@ -42,10 +49,12 @@ def balanced_samples(
     was_training = generator.training
     generator.eval()
     try:
-        parts = [
-            generator(zs.to(device), ys.to(device)).float().add(1).mul(127.5).add(0.5).clamp(0, 255)
-            for zs, ys in zip(z.split(batch_size), labels.split(batch_size), strict=True)
-        ]
+        with metrics.generator_autocast(device, bf16):
+            parts = [
+                generator(zs.to(device), ys.to(device))
+                for zs, ys in zip(z.split(batch_size), labels.split(batch_size), strict=True)
+            ]
+        parts = [x.float().add(1).mul(127.5).add(0.5).clamp(0, 255) for x in parts]
     finally:
         generator.train(was_training)
     return torch.cat(parts).to(torch.uint8).cpu(), labels
@@ -57,7 +66,7 @@ def class_accuracy(images: torch.Tensor, labels: torch.Tensor) -> float:
     weights = metrics.shapes_extractor_weights()
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     net.eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):  # fp32, as metrics' extractor
         logits = torch.cat([net(metrics.ShapesNet.prepare(x))[1] for x in images.split(500)])
     return float((logits.argmax(1) == labels).float().mean())
 
@@ -72,11 +81,13 @@ def evaluate(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     inception_weights: str | os.PathLike | None = None,
+    bf16: bool = False,
 ) -> dict:
     """IS and FID (as :func:`raygan.metrics.evaluate`'s), ``intra_fid`` (and ``class_fid``,
-    each class's) and, where the extractor knows the classes, ``class_accuracy``."""
+    each class's) and, where the extractor knows the classes, ``class_accuracy``; ``bf16``:
+    the generator alone runs under bf16 autocast, the extractor in fp32."""
     chosen = metrics.resolve_extractor(extractor, inception_weights=inception_weights)
-    images, labels = balanced_samples(generator, num_samples, num_classes, seed=seed)
+    images, labels = balanced_samples(generator, num_samples, num_classes, seed=seed, bf16=bf16)
     device = next(generator.parameters()).device
     options = {"extractor": chosen, "device": device, "seed": seed, "cache_dir": cache_dir}
     out = metrics.score_images(images, reference=reference, **options)

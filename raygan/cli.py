@@ -222,6 +222,7 @@ def trial_config(args: argparse.Namespace, arch) -> dict[str, Any]:
         "channels_last": args.channels_last,
         "compile": args.compile,
         "check_every": args.check_every,
+        "cuda_graphs": args.cuda_graphs,
     }
 
 
@@ -231,6 +232,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from raygan import cluster, nn, results, storage
     from raygan.strategies.options import (
         check_dataset,
+        check_fast_path,
         check_inception_weights,
         check_resolution,
         check_resources,
@@ -239,6 +241,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     arch = resolve_arch(args)  # everything checked before --out is created or Ray starts
     check_resources(args)
+    check_fast_path(args)
     check_inception_weights(args)
     size = nn.generator_resolution(arch.g.space, arch.bottom_width)
     check_resolution(args, size)
@@ -382,6 +385,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device=device,
         inception_weights=args.inception_weights,
         seed=args.seed,
+        bf16=bool(config.get("amp_bf16", False)),  # as the trial was scored
     )
     print(json.dumps(scores, indent=2))
     return 0
@@ -553,8 +557,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--check-every",
         type=positive_int,
-        default=1,
-        help="G steps between reading the losses back to check them (the host waits then)",
+        default=100,
+        help="G steps between reading the losses back to check them (the host waits then; "
+        "a diverged run still stops with its step)",
+    )
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="capture the whole training step as one CUDA graph (needs --gpus)",
     )
     add_eval_options(p)
     add_resource_options(p)

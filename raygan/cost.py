@@ -113,7 +113,7 @@ def pair_step_flops(
     generator, discriminator = build()
     counts = []
     for batch in (1, 2):
-        small = dataclasses.replace(cfg, g_batch=batch, d_batch=batch)
+        small = dataclasses.replace(cfg, g_batch=batch, d_batch=batch, cuda_graphs=False)
         trainer = GANTrainer(generator, discriminator, small, "cpu", d_options=d_options)
         real = torch.zeros(batch, 3, generator.resolution, generator.resolution)
         d_loss = functools.partial(trainer.d_loss, real, g_arch, None)

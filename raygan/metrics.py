@@ -390,9 +390,19 @@ def _fidelity_options(
     }
 
 
-def _on(device: torch.device) -> contextlib.AbstractContextManager:
-    """torch-fidelity moves work to the *current* CUDA device; make that ours."""
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+@contextlib.contextmanager
+def _on(device: torch.device) -> Iterator[None]:
+    """torch-fidelity moves work to the *current* CUDA device; make that ours. Its feature
+    extractor runs in fp32 even under a caller's autocast: the scores must compare."""
+    where = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    with where, torch.autocast(device.type, enabled=False):
+        yield
+
+
+def generator_autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """bf16 autocast of a generator's forward when asked, else none (an enclosing one off):
+    its output only becomes uint8 images, which bf16's rounding barely moves."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def reference_statistics(
@@ -442,16 +452,19 @@ def reference_statistics(
 
 
 class _Uint8Output(nn.Module):
-    """A generator's [-1, 1] output as the uint8 images torch-fidelity expects."""
+    """A generator's [-1, 1] output as the uint8 images torch-fidelity expects; ``bf16``: the
+    generator alone runs under bf16 autocast, its output back in fp32 before the rounding."""
 
-    def __init__(self, generator: nn.Module, device: torch.device) -> None:
+    def __init__(self, generator: nn.Module, device: torch.device, bf16: bool = False) -> None:
         super().__init__()
         self.generator = generator
         self.device = device
+        self.bf16 = bf16
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.generator(z.to(self.device)).float()
-        return x.add(1).mul_(127.5).add_(0.5).clamp_(0, 255).to(torch.uint8)
+        with generator_autocast(self.device, self.bf16):
+            x = self.generator(z.to(self.device))
+        return x.float().add(1).mul_(127.5).add_(0.5).clamp_(0, 255).to(torch.uint8)
 
 
 def evaluate(
@@ -466,6 +479,7 @@ def evaluate(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     inception_weights: str | os.PathLike | None = None,
+    bf16: bool = False,
 ) -> dict:
     """IS, FID (and KID) of ``generator`` against ``reference``, from ``num_samples`` samples.
 
@@ -473,6 +487,8 @@ def evaluate(
     [-1, 1]. ``reference`` is a :class:`Reference` or a dataset name (at the generator's
     resolution). ``device`` defaults to the generator's; ``seed`` fixes the noise, the IS
     splits and the KID subsets. The generator's train/eval mode is restored afterwards.
+    ``bf16``: the generator runs under bf16 autocast (faster; its images barely change); the
+    feature extractor always runs in fp32, so that its scores compare with fp32 runs'.
 
     Returns ``is``, ``is_std``, ``fid`` (``kid``, ``kid_std`` when asked), ``extractor``,
     ``extractor_weights`` (digest of its weights file), ``num_samples``, ``reference`` (its
@@ -493,8 +509,9 @@ def evaluate(
         )
     if getattr(generator, "num_classes", None) is not None:
         return _evaluate_conditional(
-            generator, reference, num_samples, extractor, kid, seed, cache_dir, inception_weights
-        )
+            generator, reference, num_samples, extractor, kid, seed, cache_dir, inception_weights,
+            bf16,
+        )  # fmt: skip
     cache = Path(cache_dir or data.cache_dir())
     chosen = resolve_extractor(extractor, inception_weights=inception_weights, cache_dir=cache)
     if device is None:
@@ -505,7 +522,7 @@ def evaluate(
     )
     was_training = generator.training  # the wrapper below switches it to eval mode
     model = torch_fidelity.GenerativeModelModuleWrapper(
-        _Uint8Output(generator, device), int(generator.latent_dim), "normal", 0
+        _Uint8Output(generator, device, bf16), int(generator.latent_dim), "normal", 0
     )
     try:
         out = _score(
@@ -525,6 +542,7 @@ def _evaluate_conditional(
     seed: int,
     cache_dir: str | os.PathLike | None,
     inception_weights: str | os.PathLike | None,
+    bf16: bool = False,
 ) -> dict:
     """A class-conditional generator's scores (:mod:`raygan.class_metrics`): class-balanced
     samples, so every caller of :func:`evaluate` scores one the same way."""
@@ -541,6 +559,7 @@ def _evaluate_conditional(
         seed=seed,
         cache_dir=cache_dir,
         inception_weights=inception_weights,
+        bf16=bf16,
     )
 
 

@@ -188,7 +188,9 @@ class PathRound:
             amp_bf16=spec.amp_bf16,
             channels_last=spec.channels_last,
             compile=spec.compile,
-            check_every=spec.check_every,
+            # where a collapse ends the round early (AutoGAN's dynamic reset), the step it ends
+            # at shapes the weights: every step's losses are read then
+            check_every=1 if spec.collapse_window else spec.check_every,
         )
         g_options = {} if spec.n_cells is None else {"n_cells": spec.n_cells}
         d_options = {} if spec.d_blocks is None else {"n_blocks": spec.d_blocks}
@@ -205,7 +207,7 @@ class PathRound:
         self.paths = [spaces.Genotype.parse(p) for p in spec.paths]
         self.schedule = path_schedule(spec)
 
-    def step(self, batches: data.DeviceBatches, i: int) -> dict[str, float]:
+    def step(self, batches: data.DeviceBatches, i: int) -> dict[str, Any]:
         path = self.schedule[i]
         step = functools.partial(self.trainer.train_step, batches, self.paths[path])
         return self.trainer.flops.run(path, step)
@@ -271,7 +273,7 @@ class MixedRound:
             wrap=wrap,
         )
 
-    def step(self, batches: data.DeviceBatches, i: int) -> dict[str, float]:
+    def step(self, batches: data.DeviceBatches, i: int) -> dict[str, Any]:
         with_g = (self.architect.iterations + 1) % self.trainer.cfg.n_critic == 0
         real = self.trainer.real(batches, self.batch)
         step = functools.partial(self.architect.iteration, *real)
@@ -308,6 +310,7 @@ class MixedRound:
             device=self.trainer.device,
             inception_weights=s.inception_weights,
             seed=s.seed,
+            bf16=s.amp_bf16,
         )
         return {
             "g": str(g),
@@ -402,12 +405,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         final = done == steps or metrics["collapsed"]
         if done % every == 0 or final:
             wall = time.perf_counter() - tic
+            metrics = read_back(metrics)
             metrics.update(round_step=done, wall_s=wall, timed_steps=done - start, workers=world)
             flops = work.trainer.flops  # every worker trains its share of the same shapes
             metrics.update(setup, train_s=wall, train_flops=world * flops.mean() * done)
             report(work, batches, metrics, done, rank, final=final)
         if metrics["collapsed"]:
             break
+
+
+def read_back(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with each device tensor (a step's losses) read to a float: done at report
+    points only, so the host does not wait for the device between them."""
+    return {k: float(v) if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
 
 
 def restore(

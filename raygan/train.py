@@ -41,6 +41,7 @@ from torch import nn
 
 from raygan.cost import FlopMeter
 from raygan.data import DeviceBatches
+from raygan.graphed import GraphedStep
 from raygan.nn import Arch
 from raygan.nn.mixed import ArchLogits
 
@@ -87,6 +88,7 @@ class TrainConfig:
     amp_bf16: bool = False
     channels_last: bool = False
     compile: str = "none"  # torch.compile mode of G's forwards ("none": eager)
+    cuda_graphs: bool = False  # a fixed pair's whole weight step as one CUDA graph (graphed.py)
     check_every: int = 1  # G steps between reading the losses back (the host waits then)
     seed: int = 0
 
@@ -126,12 +128,15 @@ def scored_generator(state: Mapping[str, Any]) -> Mapping[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+def ema_update(ema: nn.Module, model: nn.Module, decay: float | torch.Tensor) -> None:
     for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
         pe.lerp_(p, 1.0 - decay)
     for be, b in zip(ema.buffers(), model.buffers(), strict=True):
         be.copy_(b)
 
+
+Noise: TypeAlias = tuple[torch.Tensor, dict[str, torch.Tensor]]
+"""What fakes are made from: z, and the class keyword of a conditional pair's forwards."""
 
 ArchSource: TypeAlias = Arch | Callable[[], Arch]
 """What a forward runs: an architecture, or a function that gives it at the moment of use
@@ -176,6 +181,8 @@ class GANTrainer:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.num_classes: int | None = getattr(generator, "num_classes", None)
         fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel per step
+        if cfg.cuda_graphs:
+            fused["capturable"] = True  # Adam's step counts on the device, as a graph needs
         self.opt_g = torch.optim.Adam(
             self.G.parameters(), lr=cfg.g_lr, betas=tuple(cfg.betas), **fused
         )
@@ -198,6 +205,7 @@ class GANTrainer:
             "g": deque(maxlen=max(1, cfg.collapse_window)),
             "d": deque(maxlen=max(1, cfg.collapse_window)),
         }
+        self.graphed = GraphedStep(self) if cfg.cuda_graphs else None
 
     @contextlib.contextmanager
     def eager(self) -> Iterator[None]:
@@ -224,9 +232,28 @@ class GANTrainer:
         """``n`` real images and, for a conditional pair, their labels."""
         return data.sample_labelled(n) if self.num_classes is not None else (data.sample(n), None)
 
+    def d_noise(self, n: int) -> Noise:
+        """What a D step's ``n`` fakes are made from: z, then their classes."""
+        z = self.z(n)
+        return z, self.classes(n)
+
+    def g_noise(self, n: int) -> Noise:
+        """What a G step's ``n`` fakes are made from: their classes, then z."""
+        drawn = self.classes(n)
+        return self.z(n), drawn
+
+    def ema_decay_after(self, step: int) -> float:
+        return ema_decay_at(step, self.cfg.ema_decay, self.cfg.ema_warmup)
+
     def _autocast(self):
-        """bf16 autocast when asked, on a GPU or the CPU."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp_bf16)
+        """bf16 autocast when asked, on a GPU or the CPU (a CUDA graph cannot keep autocast's
+        cache of cast weights: its casts are captured instead)."""
+        return torch.autocast(
+            self.device.type,
+            dtype=torch.bfloat16,
+            enabled=self.cfg.amp_bf16,
+            cache_enabled=not self.cfg.cuda_graphs,
+        )
 
     # -- the losses (an Architect's steps use them too)
     def d_loss(
@@ -235,10 +262,12 @@ class GANTrainer:
         g_arch: ArchSource,
         d_arch: ArchSource,
         labels: torch.Tensor | None = None,
+        noise: Noise | None = None,
     ) -> torch.Tensor:
-        """The D hinge loss of ``real`` (with its ``labels``, conditional) and as many fakes."""
+        """The D hinge loss of ``real`` (with its ``labels``, conditional) and as many fakes
+        (made from ``noise``, else drawn now)."""
         d_arch = _resolve(d_arch)
-        z, drawn = self.z(len(real)), self.classes(len(real))
+        z, drawn = noise if noise is not None else self.d_noise(len(real))
         with torch.no_grad(), self._autocast():
             fake = self.run_g(z, _resolve(g_arch), **self.g_options, **drawn)
         own = {} if labels is None else {"y": labels}
@@ -250,11 +279,13 @@ class GANTrainer:
             real_logits = self.run_d(real, d_arch, **self.d_options, **own)
             return d_hinge_loss(real_logits, self.run_d(fake, d_arch, **self.d_options, **drawn))
 
-    def g_loss(self, n: int, g_arch: ArchSource, d_arch: ArchSource) -> torch.Tensor:
+    def g_loss(
+        self, n: int, g_arch: ArchSource, d_arch: ArchSource, noise: Noise | None = None
+    ) -> torch.Tensor:
         g_arch, d_arch = _resolve(g_arch), _resolve(d_arch)
-        drawn = self.classes(n)
+        z, drawn = noise if noise is not None else self.g_noise(n)
         with self._autocast():
-            fake = self.run_g(self.z(n), g_arch, **self.g_options, **drawn)
+            fake = self.run_g(z, g_arch, **self.g_options, **drawn)
             return g_hinge_loss(self.run_d(fake, d_arch, **self.d_options, **drawn))
 
     # -- the weight steps
@@ -264,18 +295,27 @@ class GANTrainer:
         g_arch: ArchSource = None,
         d_arch: ArchSource = None,
         labels: torch.Tensor | None = None,
+        noise: Noise | None = None,
     ) -> torch.Tensor:
-        loss = self.d_loss(real, g_arch, d_arch, labels)
+        loss = self.d_loss(real, g_arch, d_arch, labels, noise)
         optimise(self.opt_d, loss)
         return loss.detach()
 
-    def g_step(self, g_arch: ArchSource = None, d_arch: ArchSource = None) -> torch.Tensor:
-        """One generator weight step, then the EMA."""
-        loss = self.g_loss(self.cfg.g_batch, g_arch, d_arch)
+    def g_step(
+        self,
+        g_arch: ArchSource = None,
+        d_arch: ArchSource = None,
+        *,
+        noise: Noise | None = None,
+        ema_decay: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One generator weight step, then the EMA (at ``ema_decay``, a device tensor inside a
+        CUDA graph; else the decay after this step)."""
+        loss = self.g_loss(self.cfg.g_batch, g_arch, d_arch, noise)
         optimise(self.opt_g, loss)
         self.step += 1
         ema_update(
-            self.G_ema, self.G, ema_decay_at(self.step, self.cfg.ema_decay, self.cfg.ema_warmup)
+            self.G_ema, self.G, self.ema_decay_after(self.step) if ema_decay is None else ema_decay
         )
         return loss.detach()
 
@@ -286,7 +326,15 @@ class GANTrainer:
     def weight_steps(
         self, data: DeviceBatches, g_arch: ArchSource = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n_critic`` discriminator steps, then one generator step: their last losses."""
+        """``n_critic`` discriminator steps, then one generator step: their last losses (one
+        CUDA graph's replay for a fixed pair with ``cuda_graphs``)."""
+        if self.graphed is not None and g_arch is None:
+            return self.graphed(data)
+        return self.eager_weight_steps(data, g_arch)
+
+    def eager_weight_steps(
+        self, data: DeviceBatches, g_arch: ArchSource = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         for _ in range(self.cfg.n_critic):
             real, labels = self.real(data, self.cfg.d_batch)
             d_loss = self.d_step(real, g_arch, None, labels)
@@ -390,6 +438,8 @@ class GANTrainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step = int(state["step"])
+        if self.graphed is not None:
+            self.graphed.reset()
         if rng:
             self.noise.set_state(state["noise"].cpu())  # an RNG state is a CPU tensor
             self.load_loss_windows(state["losses"])
@@ -472,16 +522,19 @@ class Architect:
 
         return draw
 
-    def iteration(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
+    def iteration(
+        self, real: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """One D iteration on this worker's share of the real batch (with its labels, for a
-        conditional pair), and G every n_critic."""
+        conditional pair), and G every n_critic; the losses stay on the device (the host reads
+        them at report points only, so it never waits for the device inside the loop)."""
         t, g_fixed = self.trainer, self.weights("g", grad=False)
         arch_half, weight_half = real.chunk(2)
         arch_y, weight_y = (None, None) if labels is None else labels.chunk(2)
         d_arch_loss = t.d_loss(arch_half, g_fixed, self.weights("d", grad=True), arch_y)
         optimise(self.opt_d, d_arch_loss)
         d_loss = t.d_step(weight_half, g_fixed, self.weights("d", grad=False), weight_y)
-        losses = {"d_arch": float(d_arch_loss.detach()), "d": float(d_loss)}
+        losses = {"d_arch": d_arch_loss.detach(), "d": d_loss}
         self.iterations += 1
         if self.iterations % t.cfg.n_critic == 0:
             d_fixed = self.weights("d", grad=False)
@@ -489,7 +542,7 @@ class Architect:
             optimise(self.opt_g, g_arch_loss)
             g_loss = t.g_step(g_fixed, d_fixed)
             t.observe(g_loss, d_loss)
-            losses.update(g_arch=float(g_arch_loss.detach()), g=float(g_loss))
+            losses.update(g_arch=g_arch_loss.detach(), g=g_loss)
         return losses
 
     def state_dict(self) -> dict[str, Any]:

@@ -243,6 +243,7 @@ def score(trainer: GANTrainer, config: dict[str, Any]) -> dict[str, Any]:
         device=trainer.device,
         inception_weights=config["inception_weights"],
         seed=trainer.cfg.seed,
+        bf16=trainer.cfg.amp_bf16,
     )
     status = "ok" if all(math.isfinite(scores[k]) for k in ("is", "fid")) else "failed"
     return {**scores, "eval_samples": scores["num_samples"], "status": status}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch_fidelity
+from test_metrics import precision_log
 from torch import nn
 
 from raygan import class_metrics, data, metrics
@@ -85,3 +86,18 @@ def test_intra_fid_is_the_mean_of_each_classs_fid_computed_by_hand(shift):
         assert scores["class_accuracy"] < 0.1
         assert scores["intra_fid"] > 3 * right["intra_fid"]
         assert scores["fid"] == pytest.approx(right["fid"], rel=0.5)
+
+
+def test_bf16_runs_the_generator_under_autocast_and_the_classifier_in_fp32(monkeypatch):
+    g = Lookup()
+    g.num_classes = 8  # as a conditional network has: metrics.evaluate then scores it here
+    seen = precision_log(g, monkeypatch)
+    scores = metrics.evaluate(
+        g, reference=REFERENCE, num_samples=16, extractor=metrics.SHAPES_EXTRACTOR, bf16=True
+    )
+    assert seen["generator"] == {True} and seen["made"] == {torch.float32}  # Lookup's own
+    assert seen["extractor"] == {False} and seen["given"] == {torch.float32}
+    assert {"is", "fid", "intra_fid", "class_accuracy"} <= scores.keys()
+    # Lookup's output has no op that autocast changes: the same images either way
+    fp32 = class_metrics.balanced_samples(g, 16, 8, seed=0)
+    assert torch.equal(class_metrics.balanced_samples(g, 16, 8, seed=0, bf16=True)[0], fp32[0])

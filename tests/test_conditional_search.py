@@ -80,9 +80,9 @@ def test_the_architect_splits_the_labels_with_the_images():
     seen = []
     d_loss = trainer.d_loss
 
-    def record(real, g_arch, d_arch, labels=None):
+    def record(real, g_arch, d_arch, labels=None, noise=None):
         seen.append((len(real), None if labels is None else len(labels)))
-        return d_loss(real, g_arch, d_arch, labels)
+        return d_loss(real, g_arch, d_arch, labels, noise)
 
     trainer.d_loss = record
     losses = architect.iteration(*labelled().sample_labelled(8))

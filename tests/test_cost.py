@@ -11,6 +11,7 @@ import dataclasses
 import pandas as pd
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from raygan import analysis, cost, data, estimate, nn, spaces, trainable
@@ -174,3 +175,53 @@ def test_losses_read_back_every_n_steps_still_stop_a_diverged_run_at_its_step():
         t.run(batches, 5)
     assert t.step in (4, 6) and 2 <= err.value.step <= t.step  # read at step 4, or at the end
     assert "loss is" in str(err.value)
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the host's reads of a tensor's value (``.item()``, ``float()``, ``bool()``): on
+    a GPU each one waits for every kernel queued before it. Adam's step counters are left out:
+    they are host tensors unless the optimiser is fused (as it is on a GPU)."""
+
+    def __init__(self, *optimisers: torch.optim.Optimizer) -> None:
+        super().__init__()
+        self.counters = {id(s["step"]) for o in optimisers for s in o.state.values()}
+        self.reads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.reads += id(args[0]) not in self.counters
+        return func(*args, **(kwargs or {}))
+
+
+def test_no_host_read_inside_the_step_loop_between_checks():
+    """A trial's steps and an AdversarialNAS iteration queue their losses on the device; the
+    host reads them only when ``check_every`` steps are queued (and at a report point)."""
+    from raygan import supernet
+
+    t, batches = trainer(dataclasses.replace(CFG, check_every=3))
+    t.run(batches, 1)  # counted for its FLOPs once; the later steps run as a trial's do
+    with HostReads(t.opt_g, t.opt_d) as seen:
+        t.train_step(batches)
+        t.train_step(batches)
+    assert seen.reads == 0 and len(t._unread) == 2
+    spec = supernet.MixedRoundSpec(gf=4, df=4, batch=4, n_critic=2, check_every=100)
+    work = supernet.MixedRound(spec, torch.device("cpu"), 1, 0, 4, wrap=lambda m: m)
+    losses = [work.step(batches, i) for i in range(2)]  # every optimiser has stepped
+    a = work.architect
+    with HostReads(a.opt_g, a.opt_d, work.trainer.opt_g, work.trainer.opt_d) as seen:
+        losses += [work.step(batches, i) for i in range(2, 4)]  # the second with a G step
+    assert seen.reads == 0 and work.trainer.step == 2
+    read = supernet.read_back(losses[-1])  # a report point
+    assert sorted(read) == ["d", "d_arch", "g", "g_arch"]
+    assert all(type(v) is float and v == v for v in read.values())
+
+
+def test_cuda_graphs_are_refused_where_there_is_no_gpu(capsys):
+    """A whole-step CUDA graph needs a CUDA device: the trainer says so, and every command
+    refuses ``--cuda-graphs`` without ``--gpus`` before anything starts."""
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        trainer(dataclasses.replace(CFG, cuda_graphs=True))
+    assert main(["search", "eagan", "--cuda-graphs", "--estimate"]) == 2
+    assert main(["train", "--arch", "eagan_cifar10", "--cuda-graphs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("--cuda-graphs" in line and "--gpus" in line for line in err)

@@ -175,3 +175,70 @@ def test_inception_runs_from_a_local_weights_file(tmp_path):
     assert scores["extractor"] == INCEPTION and scores["num_samples"] == 10
     assert math.isfinite(scores["is"]) and scores["is"] >= 1 - 1e-6
     assert math.isfinite(scores["fid"]) and scores["fid"] >= -1e-6
+
+
+class Blurred(Replay):
+    """Replay's real images through a 3x3 box blur: a convolution, which bf16 autocast runs
+    in bf16 (Replay alone has no op that autocast changes)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        super().__init__(images)
+        self.blur = nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate", groups=3, bias=False)
+        nn.init.constant_(self.blur.weight, 1 / 9)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.blur(super().forward(z))
+
+
+def precision_log(generator: nn.Module, monkeypatch: pytest.MonkeyPatch) -> dict[str, set]:
+    """Records whether CPU autocast was on in ``generator`` and in raygan's extractor
+    (ShapesNet), the dtype the generator made and the dtype the extractor was given."""
+    log: dict[str, set] = {"generator": set(), "made": set(), "extractor": set(), "given": set()}
+    generator.register_forward_pre_hook(
+        lambda module, args: log["generator"].add(torch.is_autocast_enabled("cpu"))
+    )
+    generator.register_forward_hook(lambda module, args, out: log["made"].add(out.dtype))
+    forward = metrics.ShapesNet.forward
+
+    def recorded(self: metrics.ShapesNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log["extractor"].add(torch.is_autocast_enabled("cpu"))
+        log["given"].add(x.dtype)
+        return forward(self, x)
+
+    monkeypatch.setattr(metrics.ShapesNet, "forward", recorded)
+    return log
+
+
+def test_bf16_runs_the_generator_under_autocast_and_the_extractor_in_fp32(cache, monkeypatch):
+    generator = Blurred(data.make_shapes(20, 32, seed=5).images)
+    log = precision_log(generator, monkeypatch)
+    reference = metrics.Reference("shapes", 32, num_images=500)
+    metrics.evaluate(generator, reference=reference, num_samples=20, cache_dir=cache, bf16=True)
+    assert log["generator"] == {True} and log["made"] == {torch.bfloat16}
+    assert log["extractor"] == {False} and log["given"] == {torch.float32}
+
+
+@pytest.mark.parametrize("enclosing", [False, True], ids=["plain", "under-callers-autocast"])
+def test_without_bf16_nothing_runs_under_autocast(cache, monkeypatch, enclosing):
+    generator = Blurred(data.make_shapes(20, 32, seed=5).images)
+    log = precision_log(generator, monkeypatch)
+    reference = metrics.Reference("shapes", 32, num_images=500)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enclosing):
+        metrics.evaluate(generator, reference=reference, num_samples=20, cache_dir=cache)
+    assert log["generator"] == {False} and log["made"] == {torch.float32}
+    assert log["extractor"] == {False} and log["given"] == {torch.float32}
+
+
+def test_bf16_scores_are_close_to_fp32s(cache):
+    # measured on a CPU (this generator, 100 samples): IS 0.11 % and FID 0.08 % apart (300
+    # samples: 0.01 % and 0.17 %); 2 % leaves ten times that
+    generator = Blurred(data.make_shapes(300, 32, seed=9).images)
+    reference = metrics.Reference("shapes", 32, num_images=500)
+    fp32, bf16 = (
+        metrics.evaluate(generator, reference=reference, num_samples=100, cache_dir=cache, bf16=b)
+        for b in (False, True)
+    )
+    assert all(math.isfinite(bf16[k]) for k in ("is", "is_std", "fid"))
+    assert bf16["is"] == pytest.approx(fp32["is"], rel=0.02)
+    assert bf16["fid"] == pytest.approx(fp32["fid"], rel=0.02)
+    assert bf16["fid"] != fp32["fid"]  # the generator did run in bf16

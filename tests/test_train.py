@@ -200,13 +200,13 @@ def test_iteration_order_and_batch_halves():
     calls: list[tuple[str, Any]] = []
     d_loss, g_loss = trainer.d_loss, trainer.g_loss
 
-    def record_d(real, g_arch, d_arch, labels=None):
+    def record_d(real, g_arch, d_arch, labels=None, noise=None):
         calls.append(("d_loss", real))
-        return d_loss(real, g_arch, d_arch, labels)
+        return d_loss(real, g_arch, d_arch, labels, noise)
 
-    def record_g(n, g_arch, d_arch):
+    def record_g(n, g_arch, d_arch, noise=None):
         calls.append(("g_loss", n))
-        return g_loss(n, g_arch, d_arch)
+        return g_loss(n, g_arch, d_arch, noise)
 
     trainer.d_loss, trainer.g_loss = record_d, record_g
     for name, opt in (

@@ -344,6 +344,7 @@ class Driver:
         a = self.args
         return {
             **self.data_settings(),
+            "cuda_graphs": a.cuda_graphs,  # a trial's fixed pair only: a round's paths vary
             "seed": a.seed,
             "eval_samples": a.eval_samples,
             "extractor": a.extractor,

@@ -188,8 +188,22 @@ def validate(spec: Spec, options: Mapping[str, Option]) -> None:
     resolution and the metric's weights file (the dataset: :func:`check_dataset`)."""
     check_options(spec, options)
     check_resources(spec)
+    check_fast_path(spec)
     check_resolution(spec)
     check_inception_weights(spec)
+
+
+def check_fast_path(args: argparse.Namespace) -> None:
+    """``--cuda-graphs`` captures a trial's eager step on its GPU: it needs ``--gpus``, and
+    replaces ``--compile`` (whose reduce-overhead mode graphs only the compiled forwards)."""
+    if not getattr(args, "cuda_graphs", False):  # AdversarialNAS has no trials to graph
+        return
+    if not args.gpus:
+        raise UsageError("--cuda-graphs captures each trial's step on its GPU: pass --gpus too")
+    if args.compile != "none":
+        raise UsageError(
+            f"--cuda-graphs captures the eager step; leave --compile at none, got {args.compile}"
+        )
 
 
 def resolution(args: argparse.Namespace) -> int:
