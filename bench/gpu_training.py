@@ -123,8 +123,8 @@ def main() -> None:
     for supernet in (False, True):
         base = None
         for name in a.variants.split(","):
-            if supernet and VARIANTS[name].get("cuda_graphs"):
-                continue  # a round's path changes every step: nothing static to capture
+            if VARIANTS[name].get("cuda_graphs") and (supernet or device.type != "cuda"):
+                continue  # a CUDA device only; a round's path changes every step
             r = rate(size, VARIANTS[name], a.steps, device, supernet)
             base = base or r["tflops"]
             what = "supernet round (paths)" if supernet else "fixed pair (trial)"
