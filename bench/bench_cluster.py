@@ -58,7 +58,7 @@ def run_trials(trainable, rows: int, out: Path, name: str, extra: dict, **tune_c
     from ray import tune
 
     from raygan import results
-    from raygan.strategies.common import append_once
+    from raygan.results import append_once
     from raygan.trainable import row_fields
 
     experiment = str(out / name)

@@ -28,7 +28,7 @@ import tempfile
 import time
 
 from raygan import results
-from raygan.strategies.options import machine_cpus
+from raygan.cluster import machine_cpus
 
 
 def run_search(strategy: str, preset: str, out: str) -> float:

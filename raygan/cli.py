@@ -28,7 +28,7 @@ T = TypeVar("T")
 # ----- argument types ---------------------------------------------------------------------------
 # Every number is checked as it is parsed: nan, inf and out-of-range values stop with one line
 # naming the option, the value and what is allowed (``--steps must be a whole number >= 1, got
-# 0``), in the words the searches' own options use (raygan.strategies.options.problem).
+# 0``), in the words the searches' own options use (raygan.errors.problem).
 positive_int = argument_type(int, 1)
 non_negative_int = argument_type(int, 0)
 non_negative_float = argument_type(float, 0)
@@ -235,12 +235,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_fast_path,
         check_inception_weights,
         check_resolution,
-        check_resources,
     )
     from raygan.trainable import fit_trials, row_fields
 
     arch = resolve_arch(args)  # everything checked before --out is created or Ray starts
-    check_resources(args)
+    cluster.check_resources(args)
     check_fast_path(args)
     check_inception_weights(args)
     size = nn.generator_resolution(arch.g.space, arch.bottom_width)
@@ -286,7 +285,7 @@ def read_checkpoint(path: str, device: Any) -> tuple[dict[str, Any], Any]:
     foreign ``config.json`` or ``state.pt``, weights that do not fit the config."""
 
     from raygan import storage
-    from raygan.strategies.options import problem
+    from raygan.errors import problem
     from raygan.train import scored_generator
     from raygan.trainable import CONFIG_FILE, STATE_FILE, build_pair, full_config
 

@@ -3,6 +3,8 @@
 On one machine ``ray.init()`` starts a local cluster (the embedded default). ``address="auto"``
 or ``ray://...`` joins a running cluster (after ``ray up cluster.yaml``). Trials ask for
 ``cpus`` and ``gpus`` each; fractional GPUs pack several small GANs onto one large GPU.
+:func:`check_resources` refuses, before Ray starts, a share this machine cannot give (Ray
+would otherwise wait for it forever).
 
 On a cluster every node must reach the experiment's storage (``--out s3://bucket/prefix``):
 trials write their checkpoints there and the driver writes the trial table there.
@@ -12,6 +14,7 @@ Ray nodes on this one machine, for tests and benchmarks of multi-node behaviour.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import uuid
@@ -20,7 +23,7 @@ from typing import Any
 
 import ray
 
-from raygan.errors import UsageError
+from raygan.errors import UsageError, problem
 
 STORAGE_TIMEOUT_S = 60.0
 
@@ -51,6 +54,70 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
 def trial_resources(cpus: float, gpus: float) -> dict[str, float]:
     """Resources for one trial; validated by the CLI before Ray starts."""
     return {"cpu": cpus, "gpu": gpus}
+
+
+RESOURCE_STEP = 1e-4
+"""Ray counts CPUs and GPUs in steps of 0.0001: a smaller share is refused (or rounds to 0)."""
+
+
+def machine_cpus() -> int:
+    """The CPUs a local Ray instance gets: Ray's own count (it honours a container's CPU
+    quota, which ``os.cpu_count`` does not), else ``os.cpu_count``."""
+    try:
+        from ray._private.utils import get_num_cpus
+    except ImportError:  # pragma: no cover - a Ray without it
+        return os.cpu_count() or 1
+    return int(get_num_cpus())
+
+
+def check_resources(args: argparse.Namespace) -> None:
+    """The resource options (``--cpus``, ``--gpus``; a search's ``--workers`` too), and on this
+    machine (no ``--address``) whether it has them: Ray would otherwise wait forever for a GPU
+    or a CPU that is not there. ``raygan train`` (no workers) runs one trial."""
+    workers = getattr(args, "workers", None)
+    for flag, value, above_zero in (("--cpus", args.cpus, True), ("--gpus", args.gpus, False)):
+        wrong = problem(value, float, None if above_zero else 0, above_zero)
+        if wrong is not None:
+            raise UsageError(f"{flag} {wrong}")
+        if 0 < value < RESOURCE_STEP:
+            raise UsageError(
+                f"{flag} must be 0 or at least {RESOURCE_STEP:g} (Ray counts resources in steps "
+                f"of {RESOURCE_STEP:g}), got {value:g}"
+            )
+    if args.gpus > 1 and args.gpus != int(args.gpus):
+        raise UsageError(
+            f"--gpus above 1 must be a whole number (a trial takes a share of one GPU, or whole "
+            f"GPUs), got {args.gpus:g}"
+        )
+    if args.address is not None:
+        return  # a cluster's size is its autoscaler's business
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if args.gpus and not gpus:
+        raise UsageError(
+            f"--gpus given but this machine has no CUDA GPU: {args.gpus:g} per trial; allowed "
+            f"here: 0 (or pass --address to use a cluster's)"
+        )
+    if args.gpus > gpus:
+        raise UsageError(f"--gpus {args.gpus:g} per trial, but this machine has {gpus} GPU(s)")
+    if workers is not None and args.gpus and workers > gpus:
+        raise UsageError(
+            f"--workers {workers} takes one GPU per worker with --gpus, and this machine "
+            f"has {gpus} (lower --workers, or pass --address)"
+        )
+    cores = machine_cpus()
+    if workers is not None and workers * args.cpus > cores:
+        raise UsageError(
+            f"--workers {workers} x --cpus {args.cpus:g} needs "
+            f"{workers * args.cpus:g} CPUs; this machine has {cores} (lower --workers or "
+            f"--cpus, or pass --address)"
+        )
+    if args.cpus > cores:
+        raise UsageError(
+            f"--cpus {args.cpus:g} per trial, but this machine has {cores} CPU(s) (lower "
+            f"--cpus, or pass --address)"
+        )
 
 
 def storage_uri(path: str) -> str:

@@ -200,6 +200,13 @@ def append(experiment_dir: str, rows: Iterable[Mapping[str, Any]]) -> str | None
     return part if storage.is_uri(part) else filesystem(part)[1]
 
 
+def append_once(out: str, rows: list[dict[str, Any]]) -> None:
+    """Append the rows whose trial the table lacks: a driver killed after appending a
+    boundary's rows but before saving its state replays that boundary without repeating one."""
+    seen = set(load(out)["trial_id"])
+    append(out, [r for r in rows if r["trial_id"] not in seen])
+
+
 def load(path: str, *, skip_unreadable: bool = False) -> pd.DataFrame:
     """The table as a DataFrame with the documented columns, in append order.
 

@@ -60,11 +60,11 @@ def search(ray_local, tmp_path_factory) -> SimpleNamespace:
     rounds: list[tuple[supernet.RoundSpec, supernet.RoundResult]] = []
     # the driver loop's hook points: Driver.train_round (every shared round) looks up
     # `supernet.train_round` on the module at call time; Driver.run calls `self.save()` and
-    # the module's `append_once`
+    # `results.append_once`
     train_round, save, append_once = (
         supernet.train_round,
         common.Driver.save,
-        common.append_once,
+        results.append_once,
     )
 
     def recorded(spec: supernet.RoundSpec, **options: Any) -> supernet.RoundResult:
@@ -88,10 +88,10 @@ def search(ray_local, tmp_path_factory) -> SimpleNamespace:
         assert main(argv) == 130
         after_stage_0 = read_state(out)
         m.setattr(common.Driver, "save", save)
-        m.setattr(common, "append_once", killed_before_the_rows_land)
+        m.setattr(results, "append_once", killed_before_the_rows_land)
         assert main([*argv, "--resume"]) == 130
         killed = read_state(out)
-        m.setattr(common, "append_once", append_once)
+        m.setattr(results, "append_once", append_once)
         assert main([*argv, "--resume"]) == 0
     df = results.load(out)
     df = df[df["kind"] == "trial"].reset_index(drop=True)

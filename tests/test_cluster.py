@@ -372,7 +372,7 @@ def generation(out: Path, cluster) -> dict:
     from ray import tune
 
     from raygan import results
-    from raygan.strategies.common import append_once
+    from raygan.results import append_once
     from raygan.trainable import row_fields
 
     attempts, checkpoints = out / "attempts", out / "checkpoints.log"

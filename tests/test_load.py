@@ -2,7 +2,7 @@
 
 Every trial reports once and ends; the driver then builds each trial's row from its
 ``ray.tune.Result`` (``raygan.trainable.row_fields`` into ``raygan.results.row``) and appends
-the rows its table lacks (``raygan.strategies.common.append_once``), as every raygan search
+the rows its table lacks (``raygan.results.append_once``), as every raygan search
 does at a boundary. No row may be lost and none written twice, not even when the driver
 appends the same results again (a driver killed between appending and saving its state
 replays the boundary). The trials are trivial on purpose: what is measured is the path from
@@ -17,7 +17,7 @@ from procs import outcome
 from ray import tune
 
 from raygan import results
-from raygan.strategies.common import append_once
+from raygan.results import append_once
 from raygan.trainable import row_fields
 
 TRIALS = 500

@@ -159,7 +159,9 @@ class Driver:
             if not any(r["status"] == "ok" for r in rows):
                 self.fail(name, rows)
             self.observe(rows, self.state["round"], search)
-            append_once(self.out, [*self.round_rows(name, self.state["round"], rows), *rows])
+            results.append_once(
+                self.out, [*self.round_rows(name, self.state["round"], rows), *rows]
+            )
             faults.point("rows-appended")
             self.state.update(round=None, pending=None)
             self.save()
@@ -377,13 +379,6 @@ class Driver:
     def row(self, fields: dict[str, Any]) -> dict[str, Any]:
         """A table row of this experiment from a trial's or an epoch's fields."""
         return results.row(fields, experiment=self.experiment, strategy=self.strategy)
-
-
-def append_once(out: str, rows: list[dict[str, Any]]) -> None:
-    """Append the rows whose trial the table lacks: a driver killed after appending a
-    boundary's rows but before saving its state replays that boundary without repeating one."""
-    seen = set(results.load(out)["trial_id"])
-    results.append(out, [r for r in rows if r["trial_id"] not in seen])
 
 
 def run_driver(tag: str, driver: Driver) -> int:

@@ -8,7 +8,6 @@ argparse, so :func:`check_options` checks the spec itself.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -16,7 +15,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from raygan.errors import UsageError, one_line
+from raygan.errors import UsageError, one_line, problem
 from raygan.spec import Spec
 
 
@@ -39,9 +38,6 @@ EVAL_SAMPLES_MIN = 10
 SEED_MAX = 2**32 - 1
 """The largest ``--seed`` (the smallest is 0: numpy refuses negative seeds); every random
 generator raygan seeds (numpy, torch) takes 0 .. 2**32 - 1."""
-
-RESOURCE_STEP = 1e-4
-"""Ray counts CPUs and GPUs in steps of 0.0001: a smaller share is refused (or rounds to 0)."""
 
 SEARCH_OPTIONS: dict[str, Option] = {
     "eval_samples": Option(int, "", minimum=EVAL_SAMPLES_MIN),  # IS has 10 splits
@@ -115,37 +111,6 @@ def add_options(parser: argparse.ArgumentParser, options: Mapping[str, Option]) 
             parser.add_argument(flag, type=kind, choices=o.choices, help=o.help)
 
 
-def problem(
-    value: object,
-    kind: type,
-    minimum: float | None = None,
-    above_zero: bool = False,
-    maximum: int | None = None,
-) -> str | None:
-    """What is wrong with ``value`` as a ``kind`` (int or float) of at least ``minimum`` (or
-    above 0; whole numbers: at most ``maximum``), as ``"must be ..., got ..."``; None when
-    nothing is. Text (an option as typed) is shown quoted, numbers as they are."""
-    shown = repr(value) if isinstance(value, str) or not isinstance(value, int | float) else value
-    if kind is int:
-        if maximum is not None:
-            allowed = f"a whole number from {minimum or 0:g} to {maximum}"
-        else:
-            allowed = "a whole number" + ("" if minimum is None else f" >= {minimum:g}")
-        if not isinstance(value, int) or isinstance(value, bool):
-            return f"must be {allowed}, got {shown}"
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            return f"must be {allowed}, got {shown}"
-        return None
-    bound = " above 0" if above_zero else "" if minimum is None else f" >= {minimum:g}"
-    if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value)):
-        return f"must be a finite number{bound}, got {shown}"
-    if minimum is not None and value < minimum:
-        return f"must be a number >= {minimum:g}, got {shown}"
-    if above_zero and not value > 0:
-        return f"must be a number above 0, got {shown}"
-    return None
-
-
 def argument_type(
     kind: type, minimum: float | None = None, above_zero: bool = False, maximum: int | None = None
 ) -> Callable[[str], object]:
@@ -186,8 +151,10 @@ def check_options(spec: Spec, options: Mapping[str, Option]) -> None:
 def validate(spec: Spec, options: Mapping[str, Option]) -> None:
     """What every search checks before Ray starts: its options, its resources, its
     resolution and the metric's weights file (the dataset: :func:`check_dataset`)."""
+    from raygan import cluster  # Ray's module: imported once a search is being checked
+
     check_options(spec, options)
-    check_resources(spec)
+    cluster.check_resources(spec)
     check_fast_path(spec)
     check_resolution(spec)
     check_inception_weights(spec)
@@ -237,66 +204,6 @@ def layout(args: argparse.Namespace, family: str) -> Any:
     from raygan import nn
 
     return nn.generator_layout(family, resolution(args))
-
-
-def machine_cpus() -> int:
-    """The CPUs a local Ray instance gets: Ray's own count (it honours a container's CPU
-    quota, which ``os.cpu_count`` does not), else ``os.cpu_count``."""
-    try:
-        from ray._private.utils import get_num_cpus
-    except ImportError:  # pragma: no cover - a Ray without it
-        return os.cpu_count() or 1
-    return int(get_num_cpus())
-
-
-def check_resources(args: argparse.Namespace) -> None:
-    """The resource options (``--cpus``, ``--gpus``; a search's ``--workers`` too), and on this
-    machine (no ``--address``) whether it has them: Ray would otherwise wait forever for a GPU
-    or a CPU that is not there. ``raygan train`` (no workers) runs one trial."""
-    workers = getattr(args, "workers", None)
-    for flag, value, above_zero in (("--cpus", args.cpus, True), ("--gpus", args.gpus, False)):
-        wrong = problem(value, float, None if above_zero else 0, above_zero)
-        if wrong is not None:
-            raise UsageError(f"{flag} {wrong}")
-        if 0 < value < RESOURCE_STEP:
-            raise UsageError(
-                f"{flag} must be 0 or at least {RESOURCE_STEP:g} (Ray counts resources in steps "
-                f"of {RESOURCE_STEP:g}), got {value:g}"
-            )
-    if args.gpus > 1 and args.gpus != int(args.gpus):
-        raise UsageError(
-            f"--gpus above 1 must be a whole number (a trial takes a share of one GPU, or whole "
-            f"GPUs), got {args.gpus:g}"
-        )
-    if args.address is not None:
-        return  # a cluster's size is its autoscaler's business
-    import torch
-
-    gpus = torch.cuda.device_count()
-    if args.gpus and not gpus:
-        raise UsageError(
-            f"--gpus given but this machine has no CUDA GPU: {args.gpus:g} per trial; allowed "
-            f"here: 0 (or pass --address to use a cluster's)"
-        )
-    if args.gpus > gpus:
-        raise UsageError(f"--gpus {args.gpus:g} per trial, but this machine has {gpus} GPU(s)")
-    if workers is not None and args.gpus and workers > gpus:
-        raise UsageError(
-            f"--workers {workers} takes one GPU per worker with --gpus, and this machine "
-            f"has {gpus} (lower --workers, or pass --address)"
-        )
-    cores = machine_cpus()
-    if workers is not None and workers * args.cpus > cores:
-        raise UsageError(
-            f"--workers {workers} x --cpus {args.cpus:g} needs "
-            f"{workers * args.cpus:g} CPUs; this machine has {cores} (lower --workers or "
-            f"--cpus, or pass --address)"
-        )
-    if args.cpus > cores:
-        raise UsageError(
-            f"--cpus {args.cpus:g} per trial, but this machine has {cores} CPU(s) (lower "
-            f"--cpus, or pass --address)"
-        )
 
 
 def check_inception_weights(args: argparse.Namespace) -> None:
